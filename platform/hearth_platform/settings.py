@@ -39,6 +39,10 @@ def database_from_url(url: str) -> dict:
 
 DEFAULT_DATABASE_URL = f"postgresql://postgres@/hearth?host={HEARTH_HOME / 'postgres'}"
 DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))}
+# Several test runs may share one Postgres server (the embedded one is shared between processes); the test plugin
+# gives each run its own test database name so they don't drop each other's.
+if os.environ.get("HEARTH_TEST_DATABASE_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["HEARTH_TEST_DATABASE_NAME"]}
 REDIS_URL = os.environ.get("REDIS_URL", f"unix://{HEARTH_HOME / 'redis' / 'redis.sock'}")
 
 INSTALLED_APPS = [
@@ -50,7 +54,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "accounts",
+    "keys",
+    "catalog",
 ]
+AUTH_USER_MODEL = "accounts.User"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -96,15 +104,22 @@ STATIC_ROOT = HEARTH_HOME / "static"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # Bearer first: an unauthenticated request then gets 401 + WWW-Authenticate rather than 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "keys.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "tenancy.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Hearth control plane API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
 }
+WHITENOISE_USE_FINDERS = DEBUG  # serve admin/static assets without collectstatic in development
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None

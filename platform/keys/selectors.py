@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import hashlib
+import re
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import Account
+from keys.models import SECRET_PREFIX, ApiKey
+
+SECRET_BODY_LENGTH = 40
+_SECRET_RE = re.compile(rf"^{SECRET_PREFIX}[0-9A-Za-z]{{{SECRET_BODY_LENGTH}}}$")
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_key_list(*, account: Account) -> QuerySet[ApiKey]:
+    return ApiKey.objects.for_account(account).order_by("-created_at", "-id")
+
+
+def api_key_get(*, account: Account, key_id: int) -> ApiKey | None:
+    return api_key_list(account=account).filter(pk=key_id).first()
+
+
+def api_key_verify(secret: str) -> tuple[ApiKey, Account] | None:
+    """The key and its account for a usable secret; None for malformed, unknown, revoked or expired keys."""
+    if not isinstance(secret, str) or not _SECRET_RE.match(secret):
+        return None
+    # The secret itself names the tenant, so this lookup is cross-account by nature.
+    key = ApiKey.dangerously_unscoped.select_related("account").filter(hashed_key=hash_secret(secret)).first()
+    if key is None or key.revoked_at is not None:
+        return None
+    if key.expires_at is not None and key.expires_at <= timezone.now():
+        return None
+    return key, key.account
