@@ -1,0 +1,79 @@
+"""Load a Llama-family model into our own code: a GGUF file or an HF folder, or random weights of a config."""
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from workers.loader.gguf_file import GGUFError, gguf_config, gguf_weights, open_gguf
+from workers.loader.hf_folder import CheckpointError, hf_config, hf_weights
+from workers.model_config import ModelConfig
+from workers.models.llama import LlamaForCausalLM
+
+__all__ = ["CheckpointError", "GGUFError", "build_random_model", "load_config", "load_model"]
+
+
+def _is_gguf(path: Path) -> bool:
+    return path.is_file() and path.suffix == ".gguf"
+
+
+def load_config(path: str | Path) -> ModelConfig:
+    path = Path(path)
+    if _is_gguf(path):
+        return gguf_config(open_gguf(path))
+    if (path / "config.json").exists():
+        return hf_config(path)
+    raise CheckpointError(f"{path}: neither a .gguf file nor a folder with config.json")
+
+
+def load_model(
+    path: str | Path, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu"
+) -> LlamaForCausalLM:
+    path = Path(path)
+    if _is_gguf(path):
+        reader = open_gguf(path)
+        config = gguf_config(reader)
+        weights: Iterator[tuple[str, torch.Tensor]] = gguf_weights(reader, config)
+    elif (path / "config.json").exists():
+        config = hf_config(path)
+        weights = hf_weights(path)
+    else:
+        raise CheckpointError(f"{path}: neither a .gguf file nor a folder with config.json")
+    model = empty_model(config, dtype, device)
+    model.load_weights(weights)
+    return model.eval()
+
+
+def empty_model(config: ModelConfig, dtype: torch.dtype, device: str | torch.device) -> LlamaForCausalLM:
+    # Parameters are allocated uninitialised, straight in the target dtype and device (no fp32 detour).
+    with _default_dtype(dtype), torch.device(device):
+        return LlamaForCausalLM(config)
+
+
+def build_random_model(
+    config: ModelConfig, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu", seed: int = 0
+) -> LlamaForCausalLM:
+    """Random weights of the given shape: GPU benchmarks use it, since the GGUF file doesn't travel there."""
+    model = empty_model(config, dtype, device)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                values = 1.0 + 0.1 * torch.randn(p.shape, generator=gen)
+            elif name.endswith("bias"):
+                values = 0.02 * torch.randn(p.shape, generator=gen)
+            else:
+                values = 0.02 * torch.randn(p.shape, generator=gen)  # HF's initializer_range
+            p.copy_(values)
+    return model.eval()
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)

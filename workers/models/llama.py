@@ -1,0 +1,183 @@
+"""Llama-family decoder (Llama, Mistral, Qwen2, SmolLM) over a flattened batch and a paged KV cache.
+
+Every hot op goes through `kernels` so CUDA tensors dispatch to Triton. T = tokens in the step, H = hidden size.
+"""
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+import kernels
+from workers.engine.attention_metadata import AttentionMetadata
+from workers.model_config import ModelConfig
+from workers.models.layers import Embedding, Linear, LoraHook, RMSNorm
+
+KVCache = tuple[torch.Tensor, torch.Tensor]  # each [num_blocks, block_size, num_kv_heads, head_dim]
+
+# HF projection name -> the merged module that holds it as a slice
+_MERGED = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj",
+           "up_proj": "gate_up_proj"}
+
+
+class WeightLoadError(ValueError):
+    """A checkpoint's tensors don't fit the model (missing, unexpected or wrongly shaped)."""
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.num_kv_heads = config.num_kv_heads
+        self.head_dim = config.head_dim
+        self.scale = config.head_dim**-0.5
+        self.qkv_proj = Linear(
+            config.hidden_size, [config.q_size, config.kv_size, config.kv_size], ("q_proj", "k_proj", "v_proj"),
+            config.attention_bias, layer_idx,
+        )
+        self.o_proj = Linear(config.q_size, [config.hidden_size], ("o_proj",), config.o_proj_bias, layer_idx)
+
+    def forward(
+        self, positions: torch.Tensor, x: torch.Tensor, attn: AttentionMetadata, kv_cache: KVCache,
+        cos_sin: torch.Tensor, lora: LoraHook | None,
+    ) -> torch.Tensor:
+        num_tokens = x.shape[0]
+        qkv = self.qkv_proj(x, lora)  # [T, (Hq + 2 Hk) D]
+        q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        q = qkv[:, :q_size].view(num_tokens, self.num_heads, self.head_dim)
+        k = qkv[:, q_size : q_size + kv_size].view(num_tokens, self.num_kv_heads, self.head_dim)
+        v = qkv[:, q_size + kv_size :].view(num_tokens, self.num_kv_heads, self.head_dim)
+        kernels.apply_rotary(q, k, positions, cos_sin)  # in place
+        k_cache, v_cache = kv_cache
+        kernels.store_kvcache(k, v, k_cache, v_cache, attn.slot_mapping)
+        if attn.is_prefill:
+            o = kernels.paged_attention_prefill(
+                q, k_cache, v_cache, attn.cu_seqlens_q, attn.seq_lens, attn.block_tables, self.scale
+            )
+        else:
+            o = kernels.paged_attention_decode(q, k_cache, v_cache, attn.seq_lens, attn.block_tables, self.scale)
+        return self.o_proj(o.reshape(num_tokens, q_size), lora)  # [T, H]
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        inter = config.intermediate_size
+        self.gate_up_proj = Linear(
+            config.hidden_size, [inter, inter], ("gate_proj", "up_proj"), config.mlp_bias, layer_idx
+        )
+        self.down_proj = Linear(inter, [config.hidden_size], ("down_proj",), config.mlp_bias, layer_idx)
+
+    def forward(self, x: torch.Tensor, lora: LoraHook | None) -> torch.Tensor:
+        return self.down_proj(kernels.silu_and_mul(self.gate_up_proj(x, lora)), lora)  # [T, 2I] -> [T, I] -> [T, H]
+
+
+class LlamaDecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.self_attn = LlamaAttention(config, layer_idx)
+        self.mlp = LlamaMLP(config, layer_idx)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(
+        self, positions: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None, attn: AttentionMetadata,
+        kv_cache: KVCache, cos_sin: torch.Tensor, lora: LoraHook | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, residual = self.input_layernorm(x, residual)
+        x = self.self_attn(positions, x, attn, kv_cache, cos_sin, lora)
+        x, residual = self.post_attention_layernorm(x, residual)
+        return self.mlp(x, lora), residual
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.embed_tokens = Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class LlamaForCausalLM(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = LlamaModel(config)
+        if config.tie_word_embeddings:
+            self.lm_head = self.model.embed_tokens
+        else:
+            self.lm_head = Embedding(config.vocab_size, config.hidden_size)
+        # [max_positions, head_dim] fp32, first half cos, second half sin; follows the model across .to(device)
+        cos_sin = kernels.rotary_cos_sin(config.max_position_embeddings, config.head_dim, config.rope_theta)
+        self.register_buffer("cos_sin", cos_sin.to(self.model.norm.weight.device), persistent=False)
+
+    def forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, attn: AttentionMetadata, kv_caches: list[KVCache],
+        lora: LoraHook | None = None,
+    ) -> torch.Tensor:
+        # input_ids, positions: [T] int64 -> hidden [T, H]
+        if len(kv_caches) != len(self.model.layers):
+            raise ValueError(f"expected {len(self.model.layers)} KV caches, got {len(kv_caches)}")
+        x = self.model.embed_tokens(input_ids)
+        residual: torch.Tensor | None = None
+        for layer, kv_cache in zip(self.model.layers, kv_caches, strict=True):
+            x, residual = layer(positions, x, residual, attn, kv_cache, self.cos_sin, lora)
+        x, _ = self.model.norm(x, residual)
+        return x
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        # [N, H] -> [N, V] float32
+        return torch.nn.functional.linear(hidden, self.lm_head.weight).float()
+
+    @torch.no_grad()
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy HF-named tensors (`model.layers.0.self_attn.q_proj.weight`...) into our (partly merged) params.
+
+        Raises WeightLoadError unless every parameter, and every slice of a merged one, is filled exactly once.
+        """
+        params = dict(self.named_parameters())  # the tied lm_head appears once, as model.embed_tokens.weight
+        expected_names = self.hf_state_names()
+        seen: set[str] = set()
+        for name, tensor in weights:
+            if name.endswith("rotary_emb.inv_freq") or (name == "lm_head.weight" and self.config.tie_word_embeddings):
+                continue
+            if name not in expected_names:
+                raise WeightLoadError(f"unexpected tensor {name!r}")
+            if name in seen:
+                raise WeightLoadError(f"tensor {name!r} given twice")
+            prefix, proj, kind = _split_name(name)
+            if proj in _MERGED:
+                linear = self.get_submodule(f"{prefix}.{_MERGED[proj]}")
+                assert isinstance(linear, Linear)
+                start, size = linear.slice_of(proj)
+                target = getattr(linear, kind)[start : start + size]
+            else:
+                target = params[name]
+            if tuple(tensor.shape) != tuple(target.shape):
+                raise WeightLoadError(f"{name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(target.shape)}")
+            target.copy_(tensor)
+            seen.add(name)
+        missing = expected_names - seen
+        if missing:
+            raise WeightLoadError(f"checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
+
+    def hf_state_names(self) -> set[str]:
+        """The HF tensor names this model expects (tied lm_head excluded)."""
+        names: set[str] = set()
+        for name, _ in self.named_parameters():
+            names |= _hf_names(name, self.get_submodule(name.rsplit(".", 1)[0]))
+        return names
+
+
+def _hf_names(param_name: str, owner: nn.Module) -> set[str]:
+    if isinstance(owner, Linear) and len(owner.names) > 1:
+        prefix, kind = param_name.rsplit(".", 2)[0], param_name.rsplit(".", 1)[1]
+        return {f"{prefix}.{n}.{kind}" for n in owner.names}
+    return {param_name}
+
+
+def _split_name(name: str) -> tuple[str, str, str]:
+    # "model.layers.3.self_attn.q_proj.weight" -> ("model.layers.3.self_attn", "q_proj", "weight")
+    rest, kind = name.rsplit(".", 1)
+    prefix, _, proj = rest.rpartition(".")
+    return prefix, proj, kind
