@@ -1,0 +1,160 @@
+"""Paged decode attention: one query token per sequence, K/V read through the block table, grouped-query heads.
+
+Grid (B, Hk, S): a program serves all Hq/Hk query heads of one KV head (K/V are read once per group) over a
+contiguous 1/S of the sequence's keys. With S > 1 (split-KV, for few sequences with long contexts) each split
+writes its normalised partial output and log-sum-exp; a second kernel combines them.
+"""
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._attention_common import LOG2E, _attend_tile, dot_mode
+
+# Keys per tile, and the fewest keys a split is given; chosen for D=128 bf16 (K and V tiles 16 KiB each).
+BLOCK_N = 64
+MIN_KEYS_PER_SPLIT = 256
+
+
+@triton.jit
+def _paged_attention_decode_kernel(
+    q_ptr, kc_ptr, vc_ptr, seq_lens_ptr, bt_ptr, out_ptr, part_out_ptr, part_lse_ptr,
+    stride_qb, stride_qh, stride_kb, stride_kt, stride_kh, stride_vb, stride_vt, stride_vh,
+    stride_bt, stride_ob, stride_oh,
+    scale_log2, block_size, group, head_dim, num_splits,
+    GROUP_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, SPLIT: tl.constexpr,
+    UPCAST: tl.constexpr, IEEE: tl.constexpr,
+):  # fmt: skip
+    b = tl.program_id(0).to(tl.int64)
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+    seq_len = tl.load(seq_lens_ptr + b)
+    chunk = tl.cdiv(tl.cdiv(seq_len, num_splits), BLOCK_N) * BLOCK_N
+    start = split * chunk
+    end = tl.minimum(start + chunk, seq_len)
+
+    g = tl.arange(0, GROUP_PAD)
+    heads = kvh * group + g
+    gmask = g < group
+    dims = tl.arange(0, BLOCK_D)
+    dmask = dims < head_dim
+    q = tl.load(q_ptr + b * stride_qb + heads[:, None] * stride_qh + dims[None, :],
+                mask=gmask[:, None] & dmask[None, :], other=0.0)  # fmt: skip
+    if UPCAST:
+        q = q.to(tl.float32)  # [G, D]
+
+    m_i = tl.full([GROUP_PAD], -1.0e30, tl.float32)
+    l_i = tl.zeros([GROUP_PAD], tl.float32)
+    acc = tl.zeros([GROUP_PAD, BLOCK_D], tl.float32)
+    for n0 in range(start, end, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        key_ok = gmask[:, None] & (n < end)[None, :]
+        m_i, l_i, acc = _attend_tile(
+            q, m_i, l_i, acc, kc_ptr, vc_ptr, bt_ptr + b * stride_bt, n, key_ok, kvh, scale_log2,
+            stride_kb, stride_kt, stride_kh, stride_vb, stride_vt, stride_vh, block_size, dims, dmask, UPCAST, IEEE,
+        )  # fmt: skip
+
+    # an empty split (or an empty sequence) has l = 0: output 0, log-sum-exp -inf
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    if SPLIT:
+        lse = tl.where(l_i > 0, m_i + tl.log2(tl.where(l_i > 0, l_i, 1.0)), float("-inf"))
+        row = (b * tl.num_programs(1) * group + heads) * num_splits + split  # [B, Hq, S] layout
+        tl.store(part_lse_ptr + row, lse, mask=gmask)
+        tl.store(part_out_ptr + row[:, None] * head_dim + dims[None, :], out, mask=gmask[:, None] & dmask[None, :])
+    else:
+        tl.store(out_ptr + b * stride_ob + heads[:, None] * stride_oh + dims[None, :],
+                 out.to(out_ptr.dtype.element_ty), mask=gmask[:, None] & dmask[None, :])  # fmt: skip
+
+
+@triton.jit
+def _combine_splits_kernel(
+    part_out_ptr, part_lse_ptr, out_ptr, stride_ob, stride_oh, num_heads, num_splits, head_dim,
+    SPLIT_PAD: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    b = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1)
+    s = tl.arange(0, SPLIT_PAD)
+    dims = tl.arange(0, BLOCK_D)
+    smask = s < num_splits
+    row = (b * num_heads + h) * num_splits + s
+    lse = tl.load(part_lse_ptr + row, mask=smask, other=float("-inf"))  # [S], log2 domain
+    mx = tl.max(lse, 0)
+    w = tl.exp2(lse - tl.where(mx == float("-inf"), 0.0, mx))  # all -inf (empty sequence): weights 0
+    part = tl.load(part_out_ptr + row[:, None] * head_dim + dims[None, :],
+                   mask=smask[:, None] & (dims < head_dim)[None, :], other=0.0)  # fmt: skip
+    total = tl.sum(w, 0)
+    out = tl.sum(w[:, None] * part, 0) / tl.where(total > 0, total, 1.0)
+    tl.store(out_ptr + b * stride_ob + h * stride_oh + dims, out.to(out_ptr.dtype.element_ty), mask=dims < head_dim)
+
+
+@functools.cache
+def _num_sms(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def choose_num_splits(batch: int, num_kv_heads: int, max_kv_len: int, device: torch.device) -> int:
+    # Enough programs for ~4 per SM, but never fewer than MIN_KEYS_PER_SPLIT keys per split. Static in the shapes
+    # (no device sync), so a captured decode graph keeps its launch.
+    sms = _num_sms(device.index or 0) if device.type == "cuda" else 4
+    want = triton.cdiv(4 * sms, max(1, batch * num_kv_heads))
+    return max(1, min(want, triton.cdiv(max_kv_len, MIN_KEYS_PER_SPLIT), 64))
+
+
+def check_paged_inputs(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor) -> None:
+    if q.dim() != 3 or k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
+        raise ValueError(f"expected q [T, Hq, D] and caches [N, block, Hk, D], got {tuple(q.shape)}, "
+                         f"{tuple(k_cache.shape)}, {tuple(v_cache.shape)}")  # fmt: skip
+    if q.shape[2] != k_cache.shape[3] or q.shape[1] % k_cache.shape[2] != 0:
+        raise ValueError(f"q heads/dim {tuple(q.shape[1:])} do not fit the cache's {tuple(k_cache.shape[2:])}")
+    if q.stride(2) != 1 or k_cache.stride(3) != 1 or v_cache.stride(3) != 1:
+        raise ValueError("paged attention needs a contiguous head dim in q and the caches")
+    if q.dtype != k_cache.dtype or v_cache.dtype != k_cache.dtype:
+        raise ValueError(f"q and cache dtypes differ: {q.dtype}, {k_cache.dtype}, {v_cache.dtype}")
+    if block_tables.dim() != 2 or block_tables.stride(1) != 1:
+        raise ValueError(f"block_tables must be [B, max_blocks] with contiguous rows, got {tuple(block_tables.shape)}")
+
+
+def paged_attention_decode(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    seq_lens: torch.Tensor,
+    block_tables: torch.Tensor,
+    scale: float,
+    *,
+    num_splits: int | None = None,
+    block_n: int = BLOCK_N,
+) -> torch.Tensor:
+    # q: [B, Hq, D], one query per sequence at position seq_lens[b] - 1; caches [N, block_size, Hk, D] -> [B, Hq, D]
+    check_paged_inputs(q, k_cache, v_cache, block_tables)
+    batch, num_heads, head_dim = q.shape
+    num_kv_heads, block_size = k_cache.shape[2], k_cache.shape[1]
+    if seq_lens.shape != (batch,) or block_tables.shape[0] != batch:
+        raise ValueError(f"seq_lens {tuple(seq_lens.shape)} / block_tables {tuple(block_tables.shape)} != batch {batch}")
+    out = torch.empty_like(q)
+    if batch == 0:
+        return out
+    if num_splits is None:
+        num_splits = choose_num_splits(batch, num_kv_heads, block_tables.shape[1] * block_size, q.device)
+    group = num_heads // num_kv_heads
+    upcast, ieee = dot_mode(q.dtype)
+    block_d = triton.next_power_of_2(head_dim)
+    split = num_splits > 1
+    part_out = torch.empty(batch, num_heads, num_splits, head_dim, dtype=torch.float32, device=q.device) if split else out
+    part_lse = torch.empty(batch, num_heads, num_splits, dtype=torch.float32, device=q.device) if split else out
+    _paged_attention_decode_kernel[(batch, num_kv_heads, num_splits)](
+        q, k_cache, v_cache, seq_lens, block_tables, out, part_out, part_lse,
+        q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_tables.stride(0), out.stride(0), out.stride(1),
+        scale * LOG2E, block_size, group, head_dim, num_splits,
+        GROUP_PAD=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n, BLOCK_D=block_d, SPLIT=split,
+        UPCAST=upcast, IEEE=ieee, num_warps=4, num_stages=2,
+    )  # fmt: skip
+    if split:
+        _combine_splits_kernel[(batch, num_heads)](
+            part_out, part_lse, out, out.stride(0), out.stride(1), num_heads, num_splits, head_dim,
+            SPLIT_PAD=triton.next_power_of_2(num_splits), BLOCK_D=block_d, num_warps=4,
+        )  # fmt: skip
+    return out

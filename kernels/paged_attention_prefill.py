@@ -1,0 +1,125 @@
+"""Prefill attention over a flattened variable-length batch, every key read from the paged cache (the new tokens'
+K/V are stored first), causal, grouped-query heads. Covers prefix-cache hits and chunked prefill: query i of
+sequence b sits at absolute position seq_lens[b] - q_len_b + i.
+
+Grid (T // BLOCK_Q + B, Hk): tile `pid` belongs to the last sequence b with cu_seqlens_q[b] // BLOCK_Q + b <= pid
+(a binary search in the kernel), so the launch needs no host sync. A tile holds BLOCK_Q tokens × the GROUP_PAD query
+heads of one KV head, flattened to BLOCK_M = BLOCK_Q·GROUP_PAD rows, so each K/V tile serves the whole group.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._attention_common import LOG2E, _attend_tile, dot_mode
+from kernels.paged_attention_decode import check_paged_inputs
+
+# Rows (tokens × group heads) and keys per tile; both ≥ 16 so every dot is legal on sm_90 with 16-bit inputs.
+BLOCK_M = 64
+BLOCK_N = 64
+
+
+@triton.jit
+def _find_sequence(cu_ptr, pid, num_seqs, BLOCK_Q: tl.constexpr):
+    lo: tl.int32 = 0
+    hi = num_seqs
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tl.load(cu_ptr + mid) // BLOCK_Q + mid <= pid:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+@triton.jit
+def _paged_attention_prefill_kernel(
+    q_ptr, kc_ptr, vc_ptr, cu_ptr, seq_lens_ptr, bt_ptr, out_ptr,
+    stride_qt, stride_qh, stride_kb, stride_kt, stride_kh, stride_vb, stride_vt, stride_vh,
+    stride_bt, stride_ot, stride_oh,
+    scale_log2, block_size, group, head_dim, num_seqs,
+    GROUP_PAD: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    UPCAST: tl.constexpr, IEEE: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    kvh = tl.program_id(1)
+    b = _find_sequence(cu_ptr, pid, num_seqs, BLOCK_Q)
+    q_start = tl.load(cu_ptr + b)
+    tile = pid - (q_start // BLOCK_Q + b)
+    q_len = tl.load(cu_ptr + b + 1) - q_start
+    if tile * BLOCK_Q >= q_len:
+        return
+    seq_len = tl.load(seq_lens_ptr + b)
+    ctx = seq_len - q_len  # keys already cached before this chunk
+
+    rows = tl.arange(0, BLOCK_Q * GROUP_PAD)
+    tok = tile * BLOCK_Q + rows // GROUP_PAD  # token index within the sequence's chunk
+    g = rows % GROUP_PAD
+    heads = kvh * group + g
+    row_ok = (tok < q_len) & (g < group)
+    dims = tl.arange(0, BLOCK_D)
+    dmask = dims < head_dim
+    q_off = (q_start + tok).to(tl.int64) * stride_qt + heads * stride_qh
+    q = tl.load(q_ptr + q_off[:, None] + dims[None, :], mask=row_ok[:, None] & dmask[None, :], other=0.0)  # [M, D]
+    if UPCAST:
+        q = q.to(tl.float32)
+    pos = ctx + tok  # [M] absolute position of each row's query
+
+    m_i = tl.full([BLOCK_Q * GROUP_PAD], -1.0e30, tl.float32)
+    l_i = tl.zeros([BLOCK_Q * GROUP_PAD], tl.float32)
+    acc = tl.zeros([BLOCK_Q * GROUP_PAD, BLOCK_D], tl.float32)
+    kv_end = tl.minimum(seq_len, ctx + (tile + 1) * BLOCK_Q)  # one past the tile's last query position
+    bt_row = bt_ptr + b.to(tl.int64) * stride_bt
+    for n0 in range(0, kv_end, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        key_ok = row_ok[:, None] & (n[None, :] <= pos[:, None]) & (n < seq_len)[None, :]
+        m_i, l_i, acc = _attend_tile(
+            q, m_i, l_i, acc, kc_ptr, vc_ptr, bt_row, n, key_ok, kvh, scale_log2,
+            stride_kb, stride_kt, stride_kh, stride_vb, stride_vt, stride_vh, block_size, dims, dmask, UPCAST, IEEE,
+        )  # fmt: skip
+
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    o_off = (q_start + tok).to(tl.int64) * stride_ot + heads * stride_oh
+    tl.store(out_ptr + o_off[:, None] + dims[None, :], out.to(out_ptr.dtype.element_ty),
+             mask=row_ok[:, None] & dmask[None, :])  # fmt: skip
+
+
+def paged_attention_prefill(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    seq_lens: torch.Tensor,
+    block_tables: torch.Tensor,
+    scale: float,
+    *,
+    block_m: int = BLOCK_M,
+    block_n: int = BLOCK_N,
+) -> torch.Tensor:
+    # q: [T, Hq, D] over B sequences (cu_seqlens_q: [B+1]); seq_lens: [B] KV length incl. this chunk -> [T, Hq, D]
+    check_paged_inputs(q, k_cache, v_cache, block_tables)
+    num_seqs = seq_lens.shape[0]
+    if cu_seqlens_q.shape != (num_seqs + 1,) or block_tables.shape[0] != num_seqs:
+        raise ValueError(f"cu_seqlens_q {tuple(cu_seqlens_q.shape)}, seq_lens {tuple(seq_lens.shape)} and "
+                         f"block_tables {tuple(block_tables.shape)} disagree on the batch size")  # fmt: skip
+    num_tokens, num_heads, head_dim = q.shape
+    num_kv_heads, block_size = k_cache.shape[2], k_cache.shape[1]
+    out = torch.empty_like(q)
+    if num_tokens == 0 or num_seqs == 0:
+        return out
+    group = num_heads // num_kv_heads
+    group_pad = triton.next_power_of_2(group)
+    block_q = max(1, block_m // group_pad)
+    if block_q * group_pad < 16:
+        raise ValueError(f"block_m {block_m} leaves fewer than 16 rows per tile")
+    upcast, ieee = dot_mode(q.dtype)
+    grid = (num_tokens // block_q + num_seqs, num_kv_heads)
+    _paged_attention_prefill_kernel[grid](
+        q, k_cache, v_cache, cu_seqlens_q, seq_lens, block_tables, out,
+        q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_tables.stride(0), out.stride(0), out.stride(1),
+        scale * LOG2E, block_size, group, head_dim, num_seqs,
+        GROUP_PAD=group_pad, BLOCK_Q=block_q, BLOCK_N=block_n, BLOCK_D=triton.next_power_of_2(head_dim),
+        UPCAST=upcast, IEEE=ieee, num_warps=4, num_stages=2,
+    )  # fmt: skip
+    return out
