@@ -132,7 +132,9 @@ class EmbeddedRedis:
                 break
             except redis.ConnectionError:
                 if self._proc.poll() is not None:
-                    raise ServiceError(f"redis-server exited with {self._proc.returncode}; see {self.data_dir}/redis.log")
+                    raise ServiceError(
+                        f"redis-server exited with {self._proc.returncode}; see {self.data_dir}/redis.log"
+                    ) from None
                 if time.monotonic() > deadline:
                     self.stop()
                     raise ServiceError("embedded redis did not answer within 15 s") from None

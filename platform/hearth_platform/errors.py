@@ -15,3 +15,7 @@ class ApplicationError(Exception):
 
 class ConflictError(ApplicationError):
     """The request clashes with what exists (an e-mail already registered, a member already added)."""
+
+
+class ForbiddenError(ApplicationError):
+    """The caller's role doesn't allow this (an API 403)."""

@@ -100,7 +100,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = HEARTH_HOME / "static"
+STATIC_ROOT = Path(os.environ.get("HEARTH_STATIC_ROOT", HEARTH_HOME / "static"))
+if DEBUG:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every start about a missing root
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {

@@ -1,9 +1,30 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from accounts import api as accounts_api
+from catalog.api import BaseModelViewSet
+from keys.api import ApiKeyViewSet
+
+router = SimpleRouter(trailing_slash=False)
+router.register("keys", ApiKeyViewSet, basename="apikey")
+router.register("account/members", accounts_api.MemberViewSet, basename="member")
+router.register("models", BaseModelViewSet, basename="basemodel")
+
+api_v1 = [
+    path("auth/csrf", accounts_api.CsrfView.as_view(), name="auth-csrf"),
+    path("auth/signup", accounts_api.SignupView.as_view(), name="auth-signup"),
+    path("auth/login", accounts_api.LoginView.as_view(), name="auth-login"),
+    path("auth/logout", accounts_api.LogoutView.as_view(), name="auth-logout"),
+    path("me", accounts_api.MeView.as_view(), name="me"),
+    path("account", accounts_api.AccountView.as_view(), name="account"),
+    *router.urls,
+]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.models import Account, Membership
-from hearth_platform.errors import ApplicationError
+from hearth_platform.errors import ApplicationError, ForbiddenError
 
 ACCOUNT_HEADER = "X-Hearth-Account"  # optional: the slug of the account to act for, when a user has several
 
@@ -76,7 +76,9 @@ class AccountScopedViewSet(viewsets.GenericViewSet):
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus typed service errors and Django ValidationErrors as 400s in DRF's shape."""
-    if isinstance(exc, ApplicationError):
+    if isinstance(exc, ForbiddenError):
+        exc = exceptions.PermissionDenied(exc.message)
+    elif isinstance(exc, ApplicationError):
         detail = {exc.field: [exc.message]} if exc.field else {"detail": exc.message}
         exc = exceptions.ValidationError(detail, code=exc.code)
     elif isinstance(exc, DjangoValidationError):

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import Account
+from keys import selectors, serializers, services
+from keys.models import ApiKey
+from tenancy.api import AccountScopedViewSet
+
+
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, AccountScopedViewSet):
+    model = ApiKey
+    serializer_class = serializers.ApiKeySerializer
+    lookup_value_regex = r"\d+"
+
+    def scoped_queryset(self, account: Account) -> QuerySet[ApiKey]:
+        return selectors.api_key_list(account=account)
+
+    @extend_schema(request=serializers.ApiKeyCreateSerializer, responses={201: serializers.ApiKeyCreatedSerializer})
+    def create(self, request: Request) -> Response:
+        data = serializers.ApiKeyCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, secret = services.api_key_create(account=self.get_account(), **data.validated_data)
+        key.secret = secret  # type: ignore[attr-defined]  # only on this response
+        return Response(serializers.ApiKeyCreatedSerializer(key).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None}, summary="Revoke a key")
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        services.api_key_revoke(key=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=serializers.ApiKeySerializer, summary="Revoke a key")
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str | None = None) -> Response:
+        key = services.api_key_revoke(key=self.get_object())
+        return Response(serializers.ApiKeySerializer(key).data)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from keys.models import ApiKey
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    masked = serializers.CharField(read_only=True, help_text="The secret is shown once at creation; this is how it "
+                                   "reads afterwards, e.g. `hk_…abcd`.")
+    is_active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "masked", "created_at", "last_used_at", "expires_at", "revoked_at", "is_active"]
+        read_only_fields = fields
+
+    def get_is_active(self, key: ApiKey) -> bool:
+        from django.utils import timezone
+
+        return key.revoked_at is None and (key.expires_at is None or key.expires_at > timezone.now())
+
+
+class ApiKeyCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    secret = serializers.CharField(read_only=True, help_text="The full key. Store it now: it is never shown again.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "secret"]
+        read_only_fields = fields
