@@ -36,7 +36,8 @@ def _attend_tile(
     stride_kb, stride_kt, stride_kh, stride_vb, stride_vt, stride_vh, block_size, dims, dmask,
     UPCAST: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
-    # q: [M, D]; scores are scaled by scale·log2(e) after the fp32-accumulated dot; n: [N] key positions; key_ok: [M, N] (causal and length mask).
+    # q: [M, D]; n: [N] key positions; key_ok: [M, N] (causal and length mask). Scores are scaled by
+    # scale·log2(e) after the fp32-accumulated dot (exp2 is the fast path).
     # Keys are gathered through the block table, so any block_size works; offsets are int64 (big caches).
     col_ok = tl.max(key_ok.to(tl.int32), 0) > 0  # [N] keys any row needs; the others are never read
     blk = tl.load(bt_row_ptr + n // block_size, mask=col_ok, other=0).to(tl.int64)

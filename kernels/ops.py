@@ -1,16 +1,12 @@
-"""Dispatch: for now every op is the torch reference; the kernels issue routes CUDA tensors to Triton here."""
+"""The one dispatch point per op: the Triton kernel for CUDA tensors, the torch reference otherwise (and always
+with HEARTH_KERNELS=reference). Triton modules are imported inside the CUDA branch, so CPU-only processes never
+import triton."""
 
-from kernels.reference import (
-    add_rms_norm,
-    apply_rotary,
-    paged_attention_decode,
-    paged_attention_prefill,
-    rms_norm,
-    rotary_cos_sin,
-    silu_and_mul,
-    store_kvcache,
-    top_k_top_p_min_p_mask,
-)
+import torch
+
+from kernels import reference
+from kernels._dispatch import use_triton
+from kernels.reference import rotary_cos_sin  # a one-off table build at load time: no kernel needed
 
 __all__ = [
     "add_rms_norm",
@@ -23,3 +19,88 @@ __all__ = [
     "store_kvcache",
     "top_k_top_p_min_p_mask",
 ]
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    if use_triton(x):
+        from kernels.rms_norm import rms_norm as triton_rms_norm
+
+        return triton_rms_norm(x, weight, eps)
+    return reference.rms_norm(x, weight, eps)
+
+
+def add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if use_triton(x):
+        from kernels.rms_norm import add_rms_norm as triton_add_rms_norm
+
+        return triton_add_rms_norm(x, residual, weight, eps)
+    return reference.add_rms_norm(x, residual, weight, eps)
+
+
+def apply_rotary(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor) -> None:
+    if use_triton(q):
+        from kernels.rotary import apply_rotary as triton_apply_rotary
+
+        return triton_apply_rotary(q, k, positions, cos_sin)
+    return reference.apply_rotary(q, k, positions, cos_sin)
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    if use_triton(x):
+        from kernels.silu_and_mul import silu_and_mul as triton_silu_and_mul
+
+        return triton_silu_and_mul(x)
+    return reference.silu_and_mul(x)
+
+
+def store_kvcache(
+    k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor
+) -> None:
+    if use_triton(k_cache):
+        from kernels.store_kvcache import store_kvcache as triton_store_kvcache
+
+        return triton_store_kvcache(k, v, k_cache, v_cache, slot_mapping)
+    return reference.store_kvcache(k, v, k_cache, v_cache, slot_mapping)
+
+
+def paged_attention_prefill(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    seq_lens: torch.Tensor,
+    block_tables: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    if use_triton(q):
+        from kernels.paged_attention_prefill import paged_attention_prefill as triton_prefill
+
+        return triton_prefill(q, k_cache, v_cache, cu_seqlens_q, seq_lens, block_tables, scale)
+    return reference.paged_attention_prefill(q, k_cache, v_cache, cu_seqlens_q, seq_lens, block_tables, scale)
+
+
+def paged_attention_decode(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    seq_lens: torch.Tensor,
+    block_tables: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    if use_triton(q):
+        from kernels.paged_attention_decode import paged_attention_decode as triton_decode
+
+        return triton_decode(q, k_cache, v_cache, seq_lens, block_tables, scale)
+    return reference.paged_attention_decode(q, k_cache, v_cache, seq_lens, block_tables, scale)
+
+
+def top_k_top_p_min_p_mask(
+    logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, min_p: torch.Tensor
+) -> torch.Tensor:
+    if use_triton(logits):
+        from kernels.sampling import top_k_top_p_min_p_mask as triton_mask
+
+        return triton_mask(logits, top_k, top_p, min_p)
+    return reference.top_k_top_p_min_p_mask(logits, top_k, top_p, min_p)

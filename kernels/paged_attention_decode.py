@@ -102,7 +102,9 @@ def choose_num_splits(batch: int, num_kv_heads: int, max_kv_len: int, device: to
     return max(1, min(want, triton.cdiv(max_kv_len, MIN_KEYS_PER_SPLIT), 64))
 
 
-def check_paged_inputs(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor) -> None:
+def check_paged_inputs(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor
+) -> None:
     if q.dim() != 3 or k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
         raise ValueError(f"expected q [T, Hq, D] and caches [N, block, Hk, D], got {tuple(q.shape)}, "
                          f"{tuple(k_cache.shape)}, {tuple(v_cache.shape)}")  # fmt: skip
@@ -132,7 +134,9 @@ def paged_attention_decode(
     batch, num_heads, head_dim = q.shape
     num_kv_heads, block_size = k_cache.shape[2], k_cache.shape[1]
     if seq_lens.shape != (batch,) or block_tables.shape[0] != batch:
-        raise ValueError(f"seq_lens {tuple(seq_lens.shape)} / block_tables {tuple(block_tables.shape)} != batch {batch}")
+        raise ValueError(
+            f"seq_lens {tuple(seq_lens.shape)} / block_tables {tuple(block_tables.shape)} != batch {batch}"
+        )
     out = torch.empty_like(q)
     if batch == 0:
         return out
@@ -142,7 +146,9 @@ def paged_attention_decode(
     upcast, ieee = dot_mode(q.dtype)
     block_d = triton.next_power_of_2(head_dim)
     split = num_splits > 1
-    part_out = torch.empty(batch, num_heads, num_splits, head_dim, dtype=torch.float32, device=q.device) if split else out
+    part_out = (
+        torch.empty(batch, num_heads, num_splits, head_dim, dtype=torch.float32, device=q.device) if split else out
+    )
     part_lse = torch.empty(batch, num_heads, num_splits, dtype=torch.float32, device=q.device) if split else out
     _paged_attention_decode_kernel[(batch, num_kv_heads, num_splits)](
         q, k_cache, v_cache, seq_lens, block_tables, out, part_out, part_lse,

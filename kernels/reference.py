@@ -134,7 +134,8 @@ def top_k_top_p_min_p_mask(
     kth = sorted_logits.gather(1, (k - 1)[:, None])
     probs = sorted_logits.softmax(-1)
     cum = probs.cumsum(-1) - probs  # mass strictly before each token
-    p_keep = cum < top_p[:, None]
+    # top_p >= 1 is "off" exactly: the fp32 cumsum can reach 1.0 before the tail and would drop it
+    p_keep = (cum < top_p[:, None]) | (top_p[:, None] >= 1.0)
     p_keep[:, 0] = True
     num_p = p_keep.sum(-1)
     pth = sorted_logits.gather(1, (num_p - 1)[:, None])
