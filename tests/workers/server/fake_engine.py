@@ -1,0 +1,56 @@
+"""A stand-in engine for protocol edge cases the real one can't be made to hit on demand (a step that raises).
+
+It follows the Engine contract in docs/contracts.md: each step emits one token per live choice, cycling through
+the prompt's tokens, with block accounting like a paged cache (16 tokens per block).
+"""
+
+import math
+
+from workers.engine.outputs import CompletionDelta, TokenLogprob
+from workers.engine.sampling_params import InvalidRequestError, SamplingParams
+
+BLOCK = 16
+
+
+class FakeEngine:
+    def __init__(self, tokenizer, num_blocks: int = 64, max_model_len: int = 256):
+        self.tokenizer = tokenizer
+        self.num_blocks = num_blocks
+        self.max_model_len = max_model_len
+        self.fail_next_step = False
+        self._live: dict[tuple[str, int], dict] = {}
+
+    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, adapter_id=None):
+        if len(prompt_token_ids) >= self.max_model_len:
+            raise InvalidRequestError("prompt too long", param="messages", code="context_length_exceeded")
+        for i in range(params.n):
+            self._live[(request_id, i)] = {"prompt": list(prompt_token_ids), "out": [], "params": params}
+
+    def abort_request(self, request_id: str) -> None:
+        for key in [k for k in self._live if k[0] == request_id]:
+            del self._live[key]
+
+    def has_unfinished_requests(self) -> bool:
+        return bool(self._live)
+
+    def step(self) -> list[CompletionDelta]:
+        if self.fail_next_step:
+            self.fail_next_step = False
+            raise RuntimeError("injected engine failure")
+        deltas = []
+        for (rid, i), seq in list(self._live.items()):
+            tok = seq["prompt"][len(seq["out"]) % len(seq["prompt"])]
+            seq["out"].append(tok)
+            p: SamplingParams = seq["params"]
+            done = p.max_tokens is not None and len(seq["out"]) >= p.max_tokens
+            lps = [TokenLogprob(tok, -0.5, [(tok, -0.5)] * p.top_logprobs)] if p.logprobs else None
+            deltas.append(CompletionDelta(rid, i, [tok], self.tokenizer.decode([tok]), lps, done,
+                                          "length" if done else None, len(seq["prompt"]), 0, len(seq["out"])))
+            if done:
+                del self._live[(rid, i)]
+        return deltas
+
+    def stats(self) -> dict[str, int]:
+        used = sum(math.ceil((len(s["prompt"]) + len(s["out"])) / BLOCK) for s in self._live.values())
+        return {"num_running": len(self._live), "num_waiting": 0, "num_free_blocks": self.num_blocks - used,
+                "num_total_blocks": self.num_blocks, "prefix_cache_hits": 0, "prefix_cache_queries": 0}

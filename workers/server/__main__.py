@@ -1,0 +1,80 @@
+"""`python -m workers.server --model <path.gguf|hf dir> --port 8001 --worker-id w0 --redis-url redis://...`
+
+Loads the model before listening, so the worker only registers (heartbeat) once it can serve. SIGTERM and SIGINT
+go to uvicorn, which drains, runs the app's shutdown (heartbeat entry removed, engine thread stopped) and exits 0.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+import uvicorn
+
+from workers.server.app import DEFAULT_SERVED_MODEL_NAME, ServerSettings, create_app
+
+log = logging.getLogger("hearth.worker")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m workers.server", description="Hearth inference worker")
+    p.add_argument("--model", required=True, help="path to a .gguf file or a Hugging Face model folder")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--worker-id", default="w0")
+    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="registry; default $REDIS_URL")
+    p.add_argument("--region", default="local")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default: the engine's")
+    p.add_argument("--served-model-name", default=DEFAULT_SERVED_MODEL_NAME)
+    p.add_argument("--max-loras", type=int, default=4)
+    p.add_argument("--max-model-len", type=int, default=None)
+    p.add_argument("--num-kv-blocks", type=int, default=None)
+    p.add_argument("--advertise-url", default=None, help="URL written to the registry; default http://host:port")
+    p.add_argument("--log-level", default="info")
+    args = p.parse_args(argv)
+    if args.max_loras < 0:
+        p.error("--max-loras must be >= 0")
+    return args
+
+
+def build_engine(args: argparse.Namespace) -> object:
+    from workers.engine.config import EngineConfig
+    from workers.engine.llm_engine import LLMEngine
+
+    overrides = {
+        k: v
+        for k, v in {
+            "dtype": args.dtype,
+            "max_model_len": args.max_model_len,
+            "num_kv_blocks": args.num_kv_blocks,
+            "max_loras": args.max_loras,
+        }.items()
+        if v is not None
+    }
+    return LLMEngine(EngineConfig(model=args.model, **overrides))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.redis_url:
+        log.warning("no --redis-url and no REDIS_URL: this worker will not register with any gateway")
+    log.info("loading %s", args.model)
+    engine = build_engine(args)
+    settings = ServerSettings(
+        served_model_name=args.served_model_name,
+        worker_id=args.worker_id,
+        url=args.advertise_url or f"http://{args.host}:{args.port}",
+        region=args.region,
+        max_loras=args.max_loras,
+        redis_url=args.redis_url,
+        worker_secret=os.environ.get("HEARTH_WORKER_SECRET") or None,
+    )
+    app = create_app(engine, settings)  # type: ignore[arg-type]
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    uvicorn.Server(config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

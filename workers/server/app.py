@@ -1,0 +1,213 @@
+"""The worker's FastAPI app: OpenAI's chat and completions endpoints over one engine, plus models, health, metrics.
+
+`create_app(engine, settings)` takes a constructed engine, so the CLI decides how the model is loaded and tests can
+build the app around any engine that follows the contract.
+"""
+
+import asyncio
+import hmac
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import jinja2
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from workers.server import params as P
+from workers.server import serving
+from workers.server.async_engine import AsyncEngine, EngineLike
+from workers.server.errors import ModelNotFoundError, OpenAIError, WorkerAuthError, install_error_handlers, parse_body
+from workers.server.heartbeat import Heartbeat
+from workers.server.metrics import CONTENT_TYPE, WorkerMetrics
+from workers.server.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
+
+DEFAULT_SERVED_MODEL_NAME = "smollm2-135m-instruct"
+
+
+@dataclass(slots=True)
+class ServerSettings:
+    served_model_name: str = DEFAULT_SERVED_MODEL_NAME
+    worker_id: str = "w0"
+    url: str = "http://127.0.0.1:8001"  # what the gateway should call, as written to the registry
+    region: str = "local"
+    max_loras: int = 4
+    redis_url: str | None = None  # None: no registry heartbeat (a worker tried alone)
+    worker_secret: str | None = None  # HEARTH_WORKER_SECRET; when set, /v1/* requires x-hearth-worker-secret
+    max_model_len: int | None = None  # None: read from engine.config.max_model_len
+    heartbeat_interval_s: float = 1.0
+
+
+class Worker:
+    """What the routes share: the engine loop, its tokenizer's facts, the served name and the metrics."""
+
+    def __init__(self, engine: EngineLike, settings: ServerSettings):
+        self.settings = settings
+        self.metrics = WorkerMetrics(settings.served_model_name)
+        self.engine = AsyncEngine(engine, self.metrics)
+        self.tokenizer = engine.tokenizer
+        self.vocab_size: int = engine.tokenizer.vocab_size
+        config = getattr(engine, "config", None)
+        self.max_model_len: int | None = settings.max_model_len or getattr(config, "max_model_len", None)
+        self.tokens = serving.TokenText(engine.tokenizer)
+
+    def resident_adapters(self) -> list[str]:
+        return []  # multi-LoRA arrives with the adapters issue
+
+    def resolve_model(self, model: str) -> str | None:
+        """The adapter id a request's `model` names (None = the base model); 404 for anything else."""
+        name = self.settings.served_model_name
+        if model == name:
+            return None
+        base, sep, adapter_uid = model.partition(":")
+        if sep and base == name and adapter_uid in self.resident_adapters():
+            return adapter_uid
+        raise ModelNotFoundError(model)
+
+    def chat_prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        try:
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        except (jinja2.TemplateError, ValueError) as exc:
+            raise OpenAIError(f"The messages do not fit the model's chat template: {exc}", param="messages") from None
+        return self.tokenizer.encode(text, add_special_tokens=False)  # the template wrote any BOS
+
+
+def _worker(request: Request) -> Worker:
+    return request.app.state.worker
+
+
+def _check_secret(
+    request: Request, x_hearth_worker_secret: Annotated[str | None, Header()] = None
+) -> None:
+    secret = _worker(request).settings.worker_secret
+    if secret and not hmac.compare_digest((x_hearth_worker_secret or "").encode(), secret.encode()):
+        raise WorkerAuthError()
+
+
+CurrentWorker = Annotated[Worker, Depends(_worker)]
+Authorized = Depends(_check_secret)
+
+
+def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+    worker = Worker(engine, settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker.engine.start()
+        heartbeat = None
+        if settings.redis_url:
+            heartbeat = Heartbeat(
+                redis_url=settings.redis_url,
+                payload=lambda: _registry_entry(worker),
+                worker_id=settings.worker_id,
+                interval_s=settings.heartbeat_interval_s,
+            )
+            await heartbeat.start()
+        try:
+            yield
+        finally:
+            if heartbeat is not None:
+                await heartbeat.stop()
+            await worker.engine.stop()
+
+    app = FastAPI(title="Hearth worker", lifespan=lifespan)
+    app.state.worker = worker
+    install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": settings.served_model_name, **worker.engine.stats()}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(worker.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/models", dependencies=[Authorized])
+    async def models(w: CurrentWorker) -> ModelList:
+        base = w.settings.served_model_name
+        cards = [ModelCard(id=base, root=base, max_model_len=w.max_model_len)]
+        cards += [ModelCard(id=f"{base}:{uid}", root=uid, parent=base) for uid in w.resident_adapters()]
+        return ModelList(data=cards)
+
+    @app.post("/v1/chat/completions", dependencies=[Authorized])
+    async def chat_completions(request: Request, w: CurrentWorker) -> Response:
+        arrival = time.perf_counter()
+        req = parse_body(await request.body(), ChatCompletionRequest)
+        adapter_id = w.resolve_model(req.model)
+        messages = P.chat_messages(req)
+        params = P.chat_sampling_params(req, w.vocab_size)
+        prompt_ids = await asyncio.to_thread(w.chat_prompt_ids, messages)
+        max_param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+        P.check_fits(len(prompt_ids), params.max_tokens, w.max_model_len, prompt_param="messages", max_param=max_param)
+        request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival)
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            body = serving.chat_stream(stream, request_id, req.model, req.n, w.tokens, req.logprobs, include_usage)
+            return _sse_response(body, request_id)
+        result = await serving.collect(stream, request, req.n)
+        if result is None:
+            return _client_gone()
+        out = serving.chat_completion(request_id, req.model, result, w.tokens, req.logprobs)
+        return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": request_id})
+
+    @app.post("/v1/completions", dependencies=[Authorized])
+    async def completions(request: Request, w: CurrentWorker) -> Response:
+        arrival = time.perf_counter()
+        req = parse_body(await request.body(), CompletionRequest)
+        adapter_id = w.resolve_model(req.model)
+        params = P.completion_sampling_params(req, w.vocab_size)
+        prompt_ids = await _completion_prompt_ids(w, req)
+        P.check_fits(len(prompt_ids), params.max_tokens, w.max_model_len, prompt_param="prompt", max_param="max_tokens")
+        request_id = f"cmpl-{uuid.uuid4().hex}"
+        stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival)
+        logprobs = req.logprobs is not None
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            body = serving.completion_stream(stream, request_id, req.model, req.n, w.tokens, logprobs, include_usage)
+            return _sse_response(body, request_id)
+        result = await serving.collect(stream, request, req.n)
+        if result is None:
+            return _client_gone()
+        out = serving.completion(request_id, req.model, result, w.tokens, logprobs)
+        return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": request_id})
+
+    return app
+
+
+async def _completion_prompt_ids(w: Worker, req: CompletionRequest) -> list[int]:
+    prompt = P.completion_prompt(req)
+    ids = await asyncio.to_thread(w.tokenizer.encode, prompt) if isinstance(prompt, str) else list(prompt)
+    P.check_prompt_ids(ids, w.vocab_size)
+    return ids
+
+
+def _sse_response(body: AsyncIterator[str], request_id: str) -> StreamingResponse:
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": request_id}
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+
+def _client_gone() -> Response:
+    return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+
+
+def _registry_entry(w: Worker) -> dict[str, Any]:
+    stats = w.engine.stats()
+    s = w.settings
+    return {
+        "worker_id": s.worker_id,
+        "url": s.url,
+        "base_model": s.served_model_name,
+        "region": s.region,
+        "max_loras": s.max_loras,
+        "resident_adapters": w.resident_adapters(),
+        "num_running": stats.get("num_running", 0),
+        "num_waiting": stats.get("num_waiting", 0),
+        "num_free_blocks": stats.get("num_free_blocks", 0),
+        "updated_at": time.time(),
+    }
+

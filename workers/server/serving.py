@@ -1,0 +1,265 @@
+"""Engine deltas to OpenAI responses: whole (chat.completion / text_completion) or streamed as SSE chunks.
+
+One request with n choices is one engine request; its deltas carry the choice index, so streamed chunks carry one
+choice each (as OpenAI's do) and whole responses list choices by index.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel
+
+from workers.engine.outputs import CompletionDelta, TokenLogprob
+from workers.server.async_engine import RequestStream
+from workers.server.errors import EngineError, error_body
+from workers.server.protocol import (
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatDelta,
+    ChatLogprobs,
+    ChatResponseMessage,
+    ChatTokenLogprob,
+    Completion,
+    CompletionChoice,
+    CompletionLogprobs,
+    PromptTokensDetails,
+    TopLogprob,
+    Usage,
+)
+
+DONE = "data: [DONE]\n\n"
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE writes each byte as one printable character; this maps the characters back."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), 256)]
+    chars = {b: chr(b) for b in printable}
+    shifted = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + shifted)
+            shifted += 1
+    return {c: b for b, c in chars.items()}
+
+
+_BYTE_OF = _byte_level_alphabet()
+
+
+class TokenText:
+    """Token id -> (text, bytes) as logprobs show them. For byte-level BPE vocabularies (SmolLM2, Llama 3, Qwen2)
+    the bytes are exact, so a token that ends mid-character shows U+FFFD as text but its true bytes; other
+    vocabularies fall back to decoding the single token."""
+
+    def __init__(self, tokenizer: Any):
+        self._tokenizer = tokenizer
+        self._cache: dict[int, tuple[str, bytes]] = {}
+
+    def _lookup(self, token_id: int) -> tuple[str, bytes]:
+        hit = self._cache.get(token_id)
+        if hit is not None:
+            return hit
+        piece = getattr(self._tokenizer, "id_to_token", lambda _: None)(token_id)
+        if piece and all(c in _BYTE_OF for c in piece):
+            raw = bytes(_BYTE_OF[c] for c in piece)
+            hit = (raw.decode("utf-8", errors="replace"), raw)
+        else:
+            text = self._tokenizer.decode([token_id], skip_special_tokens=False)
+            hit = (text, text.encode("utf-8"))
+        if len(self._cache) < 1 << 17:
+            self._cache[token_id] = hit
+        return hit
+
+    def __call__(self, token_id: int) -> str:
+        return self._lookup(token_id)[0]
+
+    def top(self, token_id: int, logprob: float) -> TopLogprob:
+        text, raw = self._lookup(token_id)
+        return TopLogprob(token=text, logprob=logprob, bytes=list(raw))
+
+    def chat(self, lp: TokenLogprob) -> ChatTokenLogprob:
+        text, raw = self._lookup(lp.token_id)
+        top = [self.top(t, v) for t, v in lp.top]
+        return ChatTokenLogprob(token=text, logprob=lp.logprob, bytes=list(raw), top_logprobs=top)
+
+
+@dataclass(slots=True)
+class _Choice:
+    text: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    text_offset: int = 0  # completions logprobs: characters of token text emitted so far
+
+
+class UsageTracker:
+    def __init__(self) -> None:
+        self.prompt = 0
+        self.cached: int | None = None
+        self.output: dict[int, int] = {}
+
+    def add(self, delta: CompletionDelta) -> None:
+        self.prompt = delta.num_prompt_tokens
+        # With n > 1 the engine may serve later choices' prompts from the first one's blocks; the prompt is billed
+        # once, at the least cached count any choice saw.
+        self.cached = delta.num_cached_tokens if self.cached is None else min(self.cached, delta.num_cached_tokens)
+        self.output[delta.index] = delta.num_output_tokens
+
+    def usage(self) -> Usage:
+        completion = sum(self.output.values())
+        return Usage(
+            prompt_tokens=self.prompt,
+            completion_tokens=completion,
+            total_tokens=self.prompt + completion,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=self.cached or 0),
+        )
+
+
+def _completion_logprobs(tokens: TokenText, items: list[TokenLogprob], choice: _Choice) -> CompletionLogprobs:
+    out = CompletionLogprobs()
+    for lp in items:
+        text = tokens(lp.token_id)
+        out.tokens.append(text)
+        out.token_logprobs.append(lp.logprob)
+        out.top_logprobs.append({tokens(t): v for t, v in lp.top})
+        out.text_offset.append(choice.text_offset)
+        choice.text_offset += len(text)
+    return out
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    # After the body is read, the next ASGI message is http.disconnect, whenever the client goes away.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def collect(
+    stream: RequestStream, request: Request, n: int
+) -> tuple[dict[int, _Choice], UsageTracker] | None:
+    """Gathers a whole response; None if the client went away first (the request is then aborted)."""
+    choices = {i: _Choice() for i in range(n)}
+    usage = UsageTracker()
+
+    async def gather() -> None:
+        async for deltas in stream:
+            for d in deltas:
+                usage.add(d)
+                c = choices[d.index]
+                c.text.append(d.text)
+                c.logprobs.extend(d.logprobs or [])
+                if d.finished:
+                    c.finish_reason = d.finish_reason
+
+    gather_task = asyncio.create_task(gather())
+    watch_task = asyncio.create_task(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait({gather_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not gather_task.done():
+            return None
+        gather_task.result()  # re-raises EngineError
+        return choices, usage
+    finally:
+        for task in (gather_task, watch_task):
+            task.cancel()
+        stream.close()
+
+
+def chat_completion(
+    request_id: str, model: str, result: tuple[dict[int, _Choice], UsageTracker], tokens: TokenText, logprobs: bool
+) -> ChatCompletion:
+    choices, usage = result
+    return ChatCompletion(
+        id=request_id,
+        model=model,
+        choices=[
+            ChatChoice(
+                index=i,
+                message=ChatResponseMessage(content="".join(c.text)),
+                logprobs=ChatLogprobs(content=[tokens.chat(lp) for lp in c.logprobs]) if logprobs else None,
+                finish_reason=c.finish_reason,
+            )
+            for i, c in sorted(choices.items())
+        ],
+        usage=usage.usage(),
+    )
+
+
+def completion(
+    request_id: str, model: str, result: tuple[dict[int, _Choice], UsageTracker], tokens: TokenText, logprobs: bool
+) -> Completion:
+    choices, usage = result
+    return Completion(
+        id=request_id,
+        model=model,
+        choices=[
+            CompletionChoice(
+                index=i,
+                text="".join(c.text),
+                logprobs=_completion_logprobs(tokens, c.logprobs, c) if logprobs else None,
+                finish_reason=c.finish_reason,
+            )
+            for i, c in sorted(choices.items())
+        ],
+        usage=usage.usage(),
+    )
+
+
+def _sse(obj: BaseModel | dict[str, Any]) -> str:
+    data = obj.model_dump_json() if isinstance(obj, BaseModel) else json.dumps(obj)
+    return f"data: {data}\n\n"
+
+
+async def chat_stream(
+    stream: RequestStream, request_id: str, model: str, n: int, tokens: TokenText, logprobs: bool, include_usage: bool
+) -> AsyncIterator[str]:
+    usage = UsageTracker()
+    try:
+        for i in range(n):
+            role = ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))
+            yield _sse(ChatCompletionChunk(id=request_id, model=model, choices=[role]))
+        async for deltas in stream:
+            for d in deltas:
+                usage.add(d)
+                if not (d.text or d.finished or d.logprobs):
+                    continue
+                lps = ChatLogprobs(content=[tokens.chat(lp) for lp in d.logprobs or []]) if logprobs else None
+                choice = ChatChunkChoice(
+                    index=d.index, delta=ChatDelta(content=d.text), logprobs=lps, finish_reason=d.finish_reason
+                )
+                yield _sse(ChatCompletionChunk(id=request_id, model=model, choices=[choice]))
+        if include_usage:
+            yield _sse(ChatCompletionChunk(id=request_id, model=model, choices=[], usage=usage.usage()))
+        yield DONE
+    except EngineError as exc:
+        yield _sse(error_body(exc.message, type=exc.type, code=exc.code))
+        yield DONE
+    finally:
+        stream.close()  # a disconnected client lands here (cancellation): the engine aborts and frees its blocks
+
+
+async def completion_stream(
+    stream: RequestStream, request_id: str, model: str, n: int, tokens: TokenText, logprobs: bool, include_usage: bool
+) -> AsyncIterator[str]:
+    usage = UsageTracker()
+    choices = {i: _Choice() for i in range(n)}
+    try:
+        async for deltas in stream:
+            for d in deltas:
+                usage.add(d)
+                if not (d.text or d.finished or d.logprobs):
+                    continue
+                lps = _completion_logprobs(tokens, d.logprobs or [], choices[d.index]) if logprobs else None
+                choice = CompletionChoice(index=d.index, text=d.text, logprobs=lps, finish_reason=d.finish_reason)
+                yield _sse(Completion(id=request_id, model=model, choices=[choice]))
+        if include_usage:
+            yield _sse(Completion(id=request_id, model=model, choices=[], usage=usage.usage()))
+        yield DONE
+    except EngineError as exc:
+        yield _sse(error_body(exc.message, type=exc.type, code=exc.code))
+        yield DONE
+    finally:
+        stream.close()
