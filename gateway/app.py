@@ -1,0 +1,121 @@
+"""The gateway application: one set of process-wide services (DB pool, Redis client, HTTP client, caches, background
+tasks) opened in the lifespan and shared by every request through `app.state.services`."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from gateway.auth import Authenticator
+from gateway.catalog import Catalog
+from gateway.db import Database
+from gateway.errors import install_error_handlers
+from gateway.metering import Metering
+from gateway.middleware import RequestIdMiddleware
+from gateway.proxy import Upstream
+from gateway.ratelimit import RateLimiter
+from gateway.registry import Registry
+from gateway.routers import health, inference, models
+from gateway.settings import Settings, get_settings
+
+log = logging.getLogger("hearth.gateway")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    redis: aioredis.Redis
+    auth: Authenticator
+    catalog: Catalog
+    limiter: RateLimiter
+    registry: Registry
+    upstream: Upstream
+    metering: Metering
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Fire-and-forget work (rate-limit settlement) that must outlive a cancelled request handler."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def build_services(settings: Settings) -> Services:
+    db = Database(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    client = aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout_s,
+        socket_connect_timeout=settings.redis_socket_timeout_s,
+    )
+    registry = Registry(client, refresh_s=settings.registry_refresh_s)
+    return Services(
+        settings=settings,
+        db=db,
+        redis=client,
+        auth=Authenticator(db, ttl_s=settings.key_cache_ttl_s, negative_ttl_s=settings.key_negative_ttl_s,
+                           max_entries=settings.key_cache_max_entries),
+        catalog=Catalog(db, ttl_s=settings.catalog_ttl_s),
+        limiter=RateLimiter(client, default_rpm=settings.default_rpm_limit, default_tpm=settings.default_tpm_limit,
+                            key_rpm=settings.key_rpm_limit, key_tpm=settings.key_tpm_limit),
+        registry=registry,
+        upstream=Upstream(registry, worker_secret=settings.worker_secret,
+                          connect_timeout_s=settings.upstream_connect_timeout_s,
+                          read_timeout_s=settings.upstream_read_timeout_s,
+                          max_connections=settings.upstream_max_connections,
+                          max_attempts=settings.max_upstream_attempts),
+        metering=Metering(client, settings.spool_dir, replay_interval_s=settings.spool_replay_interval_s),
+    )
+
+
+async def _every(interval_s: float, fn: Any) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        await fn()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    services: Services = build_services(app.state.settings)
+    app.state.services = services
+    await services.db.open()
+    # The pub/sub and registry subscriptions need a pubsub connection apart from the command pool (redis-py
+    # gives each pubsub its own), and a sleeping loop each.
+    background = [
+        asyncio.create_task(services.auth.listen_revocations(services.redis), name="revocations"),
+        asyncio.create_task(services.registry.run(), name="registry"),
+        asyncio.create_task(services.metering.run_writer(), name="usage-writer"),
+        asyncio.create_task(services.metering.run_replayer(), name="usage-replayer"),
+        asyncio.create_task(_every(1.0, lambda: services.auth.flush_last_used(services.redis)), name="last-used"),
+    ]
+    with contextlib.suppress(TimeoutError):  # start routing with a registry snapshot when Redis is there
+        await asyncio.wait_for(services.registry.refreshed.wait(), timeout=2.0)
+    try:
+        yield
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await asyncio.gather(*services._tasks, return_exceptions=True)
+        await services.metering.drain()
+        await services.auth.flush_last_used(services.redis)
+        await services.upstream.aclose()
+        await services.db.close()
+        await services.redis.aclose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(title="Hearth gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings or get_settings()
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(inference.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,93 @@
+"""The gateway's read-only view of the Django-owned tables: plain SQL through one psycopg async pool.
+
+Only SELECTs live here; every write (last use, usage) goes to Redis for control-plane tasks to batch into Postgres.
+Column names are pinned in docs/contracts.md; tests/gateway/test_gateway_db.py runs each query against the migrated schema.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+KEY_SQL = """
+SELECT k.id, k.account_id, k.expires_at, k.revoked_at, a.slug, a.status, a.rpm_limit, a.tpm_limit
+FROM keys_apikey k JOIN accounts_account a ON a.id = k.account_id
+WHERE k.hashed_key = %s
+"""
+
+BASE_MODELS_SQL = """
+SELECT id, slug, public_name, context_length, created_at
+FROM catalog_basemodel
+WHERE is_active
+ORDER BY public_name
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    key_id: int
+    account_id: int
+    account_slug: str
+    account_status: str
+    rpm_limit: int | None
+    tpm_limit: int | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One name a key may call: a catalog base model, or (later) an account's adapter served on its base."""
+
+    public_name: str  # accounts/hearth/models/<slug> or accounts/<account>/models/<adapter>
+    base_model_id: int
+    base_slug: str  # the worker pool's model name
+    context_length: int
+    created: int  # unix seconds, as OpenAI's Model.created
+    owned_by: str
+    adapter_id: int | None = None
+    adapter_uid: str | None = None
+
+    @property
+    def worker_model(self) -> str:
+        # What the worker is asked for: the base slug, or base:adapter_uid (docs/contracts.md, worker HTTP).
+        return self.base_slug if self.adapter_uid is None else f"{self.base_slug}:{self.adapter_uid}"
+
+
+class Database:
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self._pool: AsyncConnectionPool = AsyncConnectionPool(
+            dsn, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": True}
+        )
+
+    async def open(self) -> None:
+        await self._pool.open()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _fetch(self, sql: str, params: tuple[object, ...] = ()) -> list[TupleRow]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+    async def key_by_hash(self, hashed_key: str) -> KeyRecord | None:
+        rows = await self._fetch(KEY_SQL, (hashed_key,))
+        if not rows:
+            return None
+        key_id, account_id, expires_at, revoked_at, slug, status, rpm, tpm = rows[0]
+        return KeyRecord(key_id, account_id, slug, status, rpm, tpm, expires_at, revoked_at)
+
+    async def base_models(self) -> list[ModelEntry]:
+        rows = await self._fetch(BASE_MODELS_SQL)
+        return [
+            ModelEntry(public_name, model_id, slug, context_length, int(created_at.timestamp()), "hearth")
+            for model_id, slug, public_name, context_length, created_at in rows
+        ]
+
+    async def adapters_for_account(self, account_id: int) -> list[ModelEntry]:
+        # Adapters arrive with the adapters issue; their table is not pinned in docs/contracts.md yet. When it is,
+        # this returns the account's `ready` adapters as ModelEntry(adapter_id=..., adapter_uid=...), and the
+        # catalog, routing (adapter affinity) and metering (adapter_id) already carry them through.
+        return []

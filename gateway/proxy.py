@@ -1,0 +1,200 @@
+"""Forwarding to workers over one shared httpx.AsyncClient: connect with fall-through to the next candidate, then
+either read a JSON answer or relay the worker's SSE stream to the client.
+
+The relay parses only what it must: a `data:` line is JSON-decoded when it carries a non-null `usage` (the worker's
+final usage chunk, stripped unless the client asked for usage); every other line is forwarded as bytes, with the
+worker's internal model name swapped for the one the client used. If the worker dies before its usage chunk, the
+completion is counted as the number of content chunks delivered (our worker sends one chunk per decode step, so about
+one token each) and the prompt as 0: what was delivered is billed, nothing is guessed beyond it.
+"""
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from gateway.errors import NoCapacity, UpstreamError, UpstreamFailed, error_body
+from gateway.registry import Registry, WorkerInfo
+
+log = logging.getLogger("hearth.gateway.proxy")
+
+WORKER_SECRET_HEADER = "x-hearth-worker-secret"
+# Failures that mean the worker never started on the request, so another worker may take it.
+_NOT_STARTED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
+                httpx.PoolTimeout)
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reported: bool = False  # False: counted by the gateway from delivered chunks
+
+    @classmethod
+    def from_worker(cls, usage: dict | None) -> "Usage":
+        if not isinstance(usage, dict):
+            return cls()
+        details = usage.get("prompt_tokens_details") or {}
+        return cls(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            cached_prompt_tokens=int(details.get("cached_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            reported=True,
+        )
+
+
+@dataclass(slots=True)
+class RelayState:
+    usage: Usage = field(default_factory=Usage)
+    num_content_chunks: int = 0
+    status: str = "aborted"  # until the worker's [DONE] arrives or it fails
+
+    def billed(self) -> Usage:
+        if self.usage.reported:
+            return self.usage
+        return Usage(completion_tokens=self.num_content_chunks)
+
+
+class Upstream:
+    def __init__(
+        self, registry: Registry, *, worker_secret: str, connect_timeout_s: float, read_timeout_s: float,
+        max_connections: int, max_attempts: int,
+    ) -> None:
+        self._registry = registry
+        self._max_attempts = max_attempts
+        self._headers = {"content-type": "application/json"}
+        if worker_secret:
+            self._headers[WORKER_SECRET_HEADER] = worker_secret
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def open(self, workers: list[WorkerInfo], path: str, body: bytes, request_id: str) -> tuple[WorkerInfo,
+                                                                                                      httpx.Response]:
+        """Sends to the first worker that answers with headers; the caller must `finish(worker, response)`."""
+        headers = {**self._headers, "x-request-id": request_id}
+        last_error = ""
+        for worker in workers[: self._max_attempts]:
+            self._registry.acquire(worker)
+            request = self.client.build_request("POST", worker.url + path, content=body, headers=headers)
+            try:
+                response = await self.client.send(request, stream=True)
+            except _NOT_STARTED as exc:
+                self._registry.release(worker)
+                last_error = f"{type(exc).__name__} from worker {worker.worker_id}"
+                log.warning("worker %s unreachable (%s); trying the next one", worker.worker_id, type(exc).__name__)
+                continue
+            except BaseException:
+                self._registry.release(worker)
+                raise
+            if response.status_code == 503 and worker is not workers[-1]:  # draining or full: try another
+                await self.finish(worker, response)
+                last_error = f"worker {worker.worker_id} answered 503"
+                continue
+            return worker, response
+        raise NoCapacity(f"No worker could take the request right now ({last_error}). Please retry shortly.")
+
+    async def finish(self, worker: WorkerInfo, response: httpx.Response) -> None:
+        self._registry.release(worker)
+        await response.aclose()
+
+    @staticmethod
+    async def raise_for_error(response: httpx.Response) -> None:
+        if response.status_code == 200:
+            return
+        raw = await response.aread()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            raise UpstreamError(response.status_code, body)
+        raise UpstreamFailed(f"The worker answered {response.status_code} without an error object.")
+
+    @staticmethod
+    async def read_json(response: httpx.Response) -> dict:
+        try:
+            raw = await response.aread()
+        except httpx.HTTPError as exc:
+            raise UpstreamFailed(f"The worker failed while answering ({type(exc).__name__}).") from exc
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise UpstreamFailed("The worker's answer was not JSON.") from exc
+        if not isinstance(data, dict):
+            raise UpstreamFailed("The worker's answer was not a JSON object.")
+        return data
+
+
+def _model_swap(internal: str, public: str) -> Callable[[str], str]:
+    if internal == public:
+        return lambda s: s
+    pairs = [(f'"model":{json.dumps(internal)}', f'"model":{json.dumps(public)}'),
+             (f'"model": {json.dumps(internal)}', f'"model": {json.dumps(public)}')]
+
+    def swap(s: str) -> str:
+        for old, new in pairs:
+            if old in s:
+                return s.replace(old, new, 1)
+        return s
+
+    return swap
+
+
+def _usage_present(data: str) -> bool:
+    return '"usage"' in data and '"usage":null' not in data and '"usage": null' not in data
+
+
+def _carries_text(data: str) -> bool:
+    # Role-only and finish-only chunks carry "content":"" / "text":"", the usage chunk "choices":[]; only chunks
+    # with text count as delivered tokens.
+    return not any(marker in data for marker in ('"choices":[]', '"content":""', '"text":""', '"choices": []',
+                                                 '"content": ""', '"text": ""'))
+
+
+async def relay_sse(
+    response: httpx.Response, state: RelayState, *, internal_model: str, public_model: str, include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """Yields the client's SSE bytes; fills `state`. Ends with [DONE], or with an error event if the worker fails."""
+    swap = _model_swap(internal_model, public_model)
+    try:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue  # blank separators, comments, keep-alives
+            data = line[5:].strip()
+            if data == "[DONE]":
+                state.status = "finished"
+                yield b"data: [DONE]\n\n"
+                break
+            if _usage_present(data):
+                chunk = json.loads(data)
+                state.usage = Usage.from_worker(chunk.get("usage"))
+                if not chunk.get("choices"):
+                    if include_usage:
+                        yield f"data: {swap(data)}\n\n".encode()
+                    continue
+                if not include_usage:
+                    chunk["usage"] = None
+                    data = json.dumps(chunk, separators=(",", ":"))
+            if _carries_text(data):
+                state.num_content_chunks += 1
+            if '"error"' in data and data.startswith('{"error"'):
+                state.status = "error"  # the worker reported a failure in-band; relay it and stop
+                yield f"data: {data}\n\n".encode()
+                return
+            yield f"data: {swap(data)}\n\n".encode()
+        else:
+            raise httpx.RemoteProtocolError("stream ended without [DONE]")
+    except httpx.HTTPError as exc:
+        state.status = "error"
+        log.warning("worker stream failed mid-request: %s", type(exc).__name__)
+        err = error_body("The worker serving this request failed mid-stream. Please retry.", "server_error",
+                         code="upstream_error")
+        yield f"data: {json.dumps(err)}\n\n".encode()

@@ -1,0 +1,136 @@
+"""Requests-per-minute and tokens-per-minute token buckets in Redis, per key and per account.
+
+One Lua script call per request checks and charges all four buckets atomically (token_buckets.lua). Tokens are
+charged at admission from an estimate, prompt characters / 4 + max_tokens (or `default_max_tokens_estimate`), capped at
+the bucket's capacity so one large request can still pass a full bucket; after the response the difference to the
+worker's real usage is applied (refund or debt) with a second, unchecked call. Every bucket key carries the account id
+as a hash tag, so the four keys share a Redis Cluster slot.
+
+Redis unreachable: admission fails open (requests keep flowing; limits resume when Redis returns), with a 1 s breaker
+so an outage costs one failed round trip per second, not one per request.
+"""
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from gateway.db import KeyRecord
+from gateway.errors import RateLimited
+
+log = logging.getLogger("hearth.gateway.ratelimit")
+
+_SCRIPT = (Path(__file__).parent / "token_buckets.lua").read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    key_rpm: int
+    key_tpm: int
+    account_rpm: int
+    account_tpm: int
+
+
+@dataclass(slots=True)
+class Admission:
+    tokens_charged: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def format_reset(ms: int) -> str:
+    # OpenAI's style: "20ms", "1.5s", "6m0s".
+    if ms < 1000:
+        return f"{ms}ms"
+    seconds = ms / 1000
+    minutes, rest = divmod(seconds, 60)
+    rest_text = f"{round(rest, 3):g}s"
+    return f"{int(minutes)}m{rest_text}" if minutes else rest_text
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        default_rpm: int,
+        default_tpm: int,
+        key_rpm: int | None = None,
+        key_tpm: int | None = None,
+    ) -> None:
+        self._client = client
+        self._script = client.register_script(_SCRIPT)
+        self._default_rpm = default_rpm
+        self._default_tpm = default_tpm
+        self._key_rpm = key_rpm
+        self._key_tpm = key_tpm
+        self._down_until = 0.0
+
+    def limits_for(self, key: KeyRecord) -> Limits:
+        account_rpm = key.rpm_limit if key.rpm_limit is not None else self._default_rpm
+        account_tpm = key.tpm_limit if key.tpm_limit is not None else self._default_tpm
+        key_rpm = min(self._key_rpm, account_rpm) if self._key_rpm is not None else account_rpm
+        key_tpm = min(self._key_tpm, account_tpm) if self._key_tpm is not None else account_tpm
+        return Limits(key_rpm, key_tpm, account_rpm, account_tpm)
+
+    @staticmethod
+    def bucket_keys(key: KeyRecord) -> list[str]:
+        tag = f"hearth:rl:{{a{key.account_id}}}"
+        return [f"{tag}:k{key.key_id}:rpm", f"{tag}:k{key.key_id}:tpm", f"{tag}:rpm", f"{tag}:tpm"]
+
+    async def _run(self, key: KeyRecord, force: bool, request_cost: int, token_cost: int) -> list[int] | None:
+        if time.monotonic() < self._down_until:
+            return None
+        lim = self.limits_for(key)
+        args = ["1" if force else "0", lim.key_rpm, request_cost, lim.key_tpm, token_cost,
+                lim.account_rpm, request_cost, lim.account_tpm, token_cost]
+        try:
+            return [int(x) for x in await self._script(keys=self.bucket_keys(key), args=args)]
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            log.warning("rate limiter: redis unreachable (%s); failing open for 1 s", type(exc).__name__)
+            self._down_until = time.monotonic() + 1.0
+            return None
+
+    async def admit(self, key: KeyRecord, estimated_tokens: int) -> Admission:
+        lim = self.limits_for(key)
+        cost = max(1, min(estimated_tokens, lim.key_tpm, lim.account_tpm))
+        out = await self._run(key, False, 1, cost)
+        if out is None:
+            return Admission(tokens_charged=0)
+        allowed, retry_ms, *buckets = out
+        # buckets: key rpm, key tpm, account rpm, account tpm as (remaining, ms until full); report the tighter.
+        caps = [lim.key_rpm, lim.key_tpm, lim.account_rpm, lim.account_tpm]
+        req = min((0, 2), key=lambda i: buckets[2 * i])
+        tok = min((1, 3), key=lambda i: buckets[2 * i])
+        headers = {
+            "x-ratelimit-limit-requests": str(caps[req]),
+            "x-ratelimit-remaining-requests": str(buckets[2 * req]),
+            "x-ratelimit-reset-requests": format_reset(buckets[2 * req + 1]),
+            "x-ratelimit-limit-tokens": str(caps[tok]),
+            "x-ratelimit-remaining-tokens": str(buckets[2 * tok]),
+            "x-ratelimit-reset-tokens": format_reset(buckets[2 * tok + 1]),
+        }
+        if not allowed:
+            short_of_requests = buckets[2 * req] < 1
+            kind = "requests" if short_of_requests else "tokens"
+            headers["retry-after"] = str(max(1, math.ceil(retry_ms / 1000)))
+            headers["retry-after-ms"] = str(max(1, retry_ms))
+            limit = caps[req] if short_of_requests else caps[tok]
+            unit = "requests per min (RPM)" if short_of_requests else "tokens per min (TPM)"
+            raise RateLimited(
+                f"Rate limit reached for account {key.account_slug} on {unit}: Limit {limit}, Requested "
+                f"{1 if short_of_requests else cost}. Please try again in {format_reset(retry_ms)}.",
+                limit_type=kind,
+                headers=headers,
+            )
+        return Admission(tokens_charged=cost, headers=headers)
+
+    async def settle(self, key: KeyRecord, admission: Admission, actual_tokens: int) -> None:
+        """Replace the admission estimate with the worker's real usage (refund or debt)."""
+        if admission.tokens_charged == 0:
+            return  # admitted while Redis was away: nothing was charged, so nothing to correct
+        delta = actual_tokens - admission.tokens_charged
+        if delta:
+            await self._run(key, True, 0, delta)
