@@ -22,3 +22,11 @@ class CompletionDelta:
     num_prompt_tokens: int
     num_cached_tokens: int  # prompt tokens served from the prefix cache
     num_output_tokens: int  # so far, for this choice
+
+
+@dataclass(slots=True)
+class SamplerOutput:
+    """What one model-runner step sampled (engine-internal)."""
+
+    token_ids: list[int]  # one per sampling sequence, in batch order
+    logprobs: list[TokenLogprob | None] | None = None  # None when no sequence asked for logprobs

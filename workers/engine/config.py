@@ -1,0 +1,32 @@
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class EngineConfig:
+    """Everything one engine needs. Fields left at None are derived from the model or the memory budget."""
+
+    model: str  # path to a .gguf file or an HF folder
+    # Default picked by measurement (bench/engine.py, see bench/RESULTS.md "engine").
+    dtype: str = "float32"  # "float32" | "bfloat16" | "float16"
+    device: str = "cpu"
+    block_size: int = 16  # tokens per KV block
+    num_kv_blocks: int | None = None  # None: kv_cache_memory_bytes / bytes per block
+    kv_cache_memory_bytes: int = 1 << 30  # SmolLM2-135M fp32: 45 KiB per token, so 1 GiB holds ~23k tokens
+    max_num_seqs: int = 64  # running sequences at once
+    max_num_batched_tokens: int = 512  # token budget per step (prefill chunks + decodes)
+    max_model_len: int | None = None  # None: the model's context (capped by the KV pool)
+    enable_prefix_caching: bool = True
+    max_loras: int = 4  # distinct adapters in one step
+    seed: int = 0  # seeds the sampler of requests without their own seed
+
+    def __post_init__(self) -> None:
+        if self.block_size < 1 or self.block_size & (self.block_size - 1):
+            raise ValueError(f"block_size must be a power of two, got {self.block_size}")
+        if self.max_num_seqs < 1:
+            raise ValueError("max_num_seqs must be >= 1")
+        if self.max_num_batched_tokens < 1:
+            raise ValueError("max_num_batched_tokens must be >= 1")
+        if self.num_kv_blocks is not None and self.num_kv_blocks < 1:
+            raise ValueError("num_kv_blocks must be >= 1")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")

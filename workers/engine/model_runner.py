@@ -1,0 +1,86 @@
+"""One engine step on the device: build the flattened batch, run the model, sample."""
+
+import torch
+
+from workers.engine.attention_metadata import AttentionMetadata
+from workers.engine.config import EngineConfig
+from workers.engine.outputs import SamplerOutput
+from workers.engine.sampler import Sampler
+from workers.engine.scheduler import ScheduledBatch
+from workers.models.llama import LlamaForCausalLM
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def kv_block_bytes(model: LlamaForCausalLM, block_size: int, dtype: torch.dtype) -> int:
+    cfg = model.config
+    return 2 * cfg.num_layers * block_size * cfg.num_kv_heads * cfg.head_dim * dtype.itemsize
+
+
+class ModelRunner:
+    def __init__(self, config: EngineConfig, model: LlamaForCausalLM, num_kv_blocks: int) -> None:
+        self.config = config
+        self.model = model
+        self.device = torch.device(config.device)
+        self.dtype = DTYPES[config.dtype]
+        self.block_size = config.block_size
+        cfg = model.config
+        shape = (num_kv_blocks, config.block_size, cfg.num_kv_heads, cfg.head_dim)
+        # Per layer (k, v), each [num_blocks, block_size, num_kv_heads, head_dim]; zeroed so padding reads are finite.
+        self.kv_caches = [
+            (torch.zeros(shape, dtype=self.dtype, device=self.device),
+             torch.zeros(shape, dtype=self.dtype, device=self.device))
+            for _ in range(cfg.num_layers)
+        ]  # fmt: skip
+        self.sampler = Sampler(cfg.vocab_size, config.seed, self.device)
+
+    def prepare(self, batch: ScheduledBatch) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
+        input_ids: list[int] = []
+        starts: list[int] = []
+        for seq, n in zip(batch.seqs, batch.num_new_tokens, strict=True):
+            c = seq.num_computed_tokens
+            input_ids.extend(seq.token_ids[c : c + n])
+            starts.append(c)
+        max_blocks = max(len(s.block_table) for s in batch.seqs)
+        tables = [s.block_table + [0] * (max_blocks - len(s.block_table)) for s in batch.seqs]
+        # Built on the host with one torch call each, then moved together; no per-token Python.
+        q_lens = torch.tensor(batch.num_new_tokens, dtype=torch.int64)  # [B]
+        start = torch.tensor(starts, dtype=torch.int64)  # [B]
+        block_tables = torch.tensor(tables, dtype=torch.int32)  # [B, max_blocks]
+        cu_seqlens_q = torch.zeros(len(starts) + 1, dtype=torch.int32)
+        torch.cumsum(q_lens, 0, out=cu_seqlens_q[1:])
+        seq_lens = start + q_lens  # [B]
+        if batch.is_prefill:
+            seq_idx = torch.repeat_interleave(torch.arange(len(starts)), q_lens)  # [T]
+            positions = torch.arange(len(input_ids)) - cu_seqlens_q[:-1].long()[seq_idx] + start[seq_idx]
+        else:
+            seq_idx = torch.arange(len(starts))
+            positions = start.clone()
+        slot_mapping = block_tables[seq_idx, positions // self.block_size].long() * self.block_size
+        slot_mapping += positions % self.block_size  # [T]
+        dev = self.device
+        attn = AttentionMetadata(
+            is_prefill=batch.is_prefill,
+            cu_seqlens_q=cu_seqlens_q.to(dev),
+            seq_lens=seq_lens.to(dev, torch.int32),
+            block_tables=block_tables.to(dev),
+            slot_mapping=slot_mapping.to(dev),
+            max_seqlen_q=max(batch.num_new_tokens),
+            max_seqlen_k=max(s + n for s, n in zip(starts, batch.num_new_tokens, strict=True)),
+        )
+        ids = torch.tensor(input_ids, dtype=torch.int64).to(dev)  # [T]
+        return ids, positions.to(dev), attn
+
+    @torch.inference_mode()
+    def run(self, batch: ScheduledBatch) -> SamplerOutput:
+        input_ids, positions, attn = self.prepare(batch)
+        hidden = self.model(input_ids, positions, attn, self.kv_caches)  # [T, H]
+        rows = [i for i, s in enumerate(batch.samples) if s]
+        if not rows:
+            return SamplerOutput([])
+        # Only the last token of each sequence that samples this step: [N, H] -> logits [N, V]
+        last = attn.cu_seqlens_q[1:].long() - 1
+        if len(rows) < len(batch.seqs):
+            last = last[torch.tensor(rows, device=last.device)]
+        logits = self.model.compute_logits(hidden[last])
+        return self.sampler(logits, [batch.seqs[i] for i in rows])

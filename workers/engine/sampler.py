@@ -1,0 +1,132 @@
+"""Logits -> next tokens for a batch of sequences, each with its own SamplingParams.
+
+Order: repetition/presence/frequency penalties, logit_bias, (logprobs taken here), temperature,
+top-k/top-p/min-p, then an exponential race (argmax of p / Exp(1), an exact sample from p) drawn from the
+sequence's own generator when it has a seed. Every step is batched torch; Python loops only over the rows
+that use a rare feature (penalties, logit_bias, seeds), never over the vocabulary.
+"""
+
+import torch
+
+import kernels
+from workers.engine.outputs import SamplerOutput, TokenLogprob
+from workers.engine.sequence import Sequence
+
+
+class Sampler:
+    def __init__(self, vocab_size: int, seed: int, device: torch.device | str = "cpu") -> None:
+        self.vocab_size = vocab_size
+        self.device = torch.device(device)
+        self.generator = torch.Generator(self.device).manual_seed(seed)  # for sequences without a seed
+
+    def __call__(self, logits: torch.Tensor, seqs: list[Sequence]) -> SamplerOutput:
+        # logits: [N, V] fp32, one row per sampling sequence (V may exceed the tokenizer's vocab: padded rows)
+        logits = logits.float()
+        self._apply_penalties(logits, seqs)
+        self._apply_logit_bias(logits, seqs)
+        want_logprobs = [s.params.logprobs for s in seqs]
+        # Logprobs are the log-softmax after penalties and logit_bias, before temperature and top-k/p: what the
+        # model (as steered by the request) believes, independent of how the token is then drawn.
+        logprobs = torch.log_softmax(logits, dim=-1) if any(want_logprobs) else None
+        tokens = logits.argmax(dim=-1)
+        sample_rows = [i for i, s in enumerate(seqs) if s.params.temperature > 0]
+        if sample_rows:
+            tokens[sample_rows] = self._sample([seqs[i] for i in sample_rows], logits[sample_rows])
+        token_ids: list[int] = tokens.tolist()
+        if logprobs is None:
+            return SamplerOutput(token_ids)
+        return SamplerOutput(token_ids, self._logprobs(logprobs, tokens, seqs, want_logprobs, token_ids))
+
+    def _sample(self, seqs: list[Sequence], logits: torch.Tensor) -> torch.Tensor:
+        # logits: [M, V] of the rows with temperature > 0 -> [M] int64
+        temps = torch.tensor([s.params.temperature for s in seqs], dtype=torch.float32, device=logits.device)
+        logits = logits / temps[:, None]
+        if any(s.params.top_k > 0 or s.params.top_p < 1.0 or s.params.min_p > 0.0 for s in seqs):
+            top_k = torch.tensor([s.params.top_k for s in seqs], dtype=torch.int64, device=logits.device)
+            top_p = torch.tensor([s.params.top_p for s in seqs], dtype=torch.float32, device=logits.device)
+            min_p = torch.tensor([s.params.min_p for s in seqs], dtype=torch.float32, device=logits.device)
+            logits = kernels.top_k_top_p_min_p_mask(logits, top_k, top_p, min_p)
+        probs = torch.softmax(logits, dim=-1)
+        noise = torch.empty_like(probs).exponential_(generator=self.generator)
+        for i, seq in enumerate(seqs):
+            if seq.generator is not None:  # one draw per step from the sequence's own stream: batch-independent
+                noise[i] = torch.empty(probs.shape[1], dtype=probs.dtype).exponential_(generator=seq.generator)
+        return (probs / noise).argmax(dim=-1)
+
+    def _apply_penalties(self, logits: torch.Tensor, seqs: list[Sequence]) -> None:
+        rows = [
+            i
+            for i, s in enumerate(seqs)
+            if s.params.repetition_penalty != 1.0 or s.params.presence_penalty or s.params.frequency_penalty
+        ]
+        if not rows:
+            return
+        vocab = logits.shape[1]
+        sub = [seqs[i] for i in rows]
+        dev = logits.device
+        # Output token counts [R, V+1] by one scatter_add over a padded [R, L] id matrix (pad id = V, dropped).
+        outs = [s.output_token_ids for s in sub]
+        width = max(1, max(len(o) for o in outs))
+        ids = torch.tensor([o + [vocab] * (width - len(o)) for o in outs], dtype=torch.int64, device=dev)
+        counts = torch.zeros(len(rows), vocab + 1, device=dev).scatter_add_(1, ids, torch.ones_like(ids, dtype=torch.float32))
+        counts = counts[:, :vocab]
+        row_idx = torch.tensor(rows, dtype=torch.int64, device=dev)
+        x = logits[row_idx]
+        rep = torch.tensor([s.params.repetition_penalty for s in sub], device=dev)
+        if (rep != 1.0).any():
+            # Repetition penalty (CTRL, as vLLM/HF): over prompt and output tokens, divide positive logits and
+            # multiply negative ones.
+            prompts = [s.token_ids[: s.num_prompt_tokens] for s in sub]
+            pw = max(len(p) for p in prompts)
+            pids = torch.tensor([p + [vocab] * (pw - len(p)) for p in prompts], dtype=torch.int64, device=dev)
+            seen = torch.zeros(len(rows), vocab + 1, dtype=torch.bool, device=dev)
+            seen.scatter_(1, pids, True)
+            seen = seen[:, :vocab] | (counts > 0)
+            r = rep[:, None]
+            x = torch.where(seen, torch.where(x > 0, x / r, x * r), x)
+        freq = torch.tensor([s.params.frequency_penalty for s in sub], device=dev)[:, None]
+        pres = torch.tensor([s.params.presence_penalty for s in sub], device=dev)[:, None]
+        x = x - freq * counts - pres * (counts > 0).float()
+        logits[row_idx] = x
+
+    def _apply_logit_bias(self, logits: torch.Tensor, seqs: list[Sequence]) -> None:
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        for i, s in enumerate(seqs):
+            for tok, bias in s.params.logit_bias.items():
+                rows.append(i)
+                cols.append(tok)
+                vals.append(bias)
+        if rows:
+            dev = logits.device
+            logits.index_put_(
+                (torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)),
+                torch.tensor(vals, dtype=logits.dtype, device=dev),
+                accumulate=True,
+            )
+
+    def _logprobs(
+        self,
+        logprobs: torch.Tensor,
+        tokens: torch.Tensor,
+        seqs: list[Sequence],
+        want: list[bool],
+        token_ids: list[int],
+    ) -> list[TokenLogprob | None]:
+        chosen: list[float] = logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
+        k = max(s.params.top_logprobs for s in seqs)
+        top_vals: list[list[float]] = []
+        top_ids: list[list[int]] = []
+        if k:
+            vals, ids = logprobs.topk(k, dim=-1)
+            top_vals, top_ids = vals.tolist(), ids.tolist()
+        out: list[TokenLogprob | None] = []
+        for i, s in enumerate(seqs):
+            if not want[i]:
+                out.append(None)
+                continue
+            kk = s.params.top_logprobs
+            top = list(zip(top_ids[i][:kk], top_vals[i][:kk], strict=True)) if kk else []
+            out.append(TokenLogprob(token_ids[i], chosen[i], top))
+        return out

@@ -1,0 +1,173 @@
+"""Continuous batching with chunked prefill under a per-step token budget, and preemption by recompute."""
+
+from collections import deque
+from dataclasses import dataclass
+
+from workers.engine.block_manager import BlockManager
+from workers.engine.config import EngineConfig
+from workers.engine.outputs import SamplerOutput
+from workers.engine.sequence import Sequence, SequenceStatus
+
+
+@dataclass(slots=True)
+class ScheduledBatch:
+    seqs: list[Sequence]
+    num_new_tokens: list[int]  # query tokens of each sequence this step (prefill chunk or 1 decode token)
+    samples: list[bool]  # whether each sequence reaches its last token this step and so samples a new one
+    is_prefill: bool  # any sequence with more than one query token
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.num_new_tokens)
+
+
+class Scheduler:
+    def __init__(self, config: EngineConfig, block_manager: BlockManager, eos_token_ids: list[int]) -> None:
+        self.max_num_seqs = config.max_num_seqs
+        self.max_num_batched_tokens = config.max_num_batched_tokens
+        self.max_loras = config.max_loras
+        self.block_manager = block_manager
+        self.eos_token_ids = frozenset(eos_token_ids)
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []  # admission order: the last is the newest, preempted first
+        self.forks: dict[int, list[Sequence]] = {}  # leader seq_id -> choices 1..n-1 waiting for its prefill
+        self.num_preemptions = 0
+
+    def add(self, seqs: list[Sequence]) -> None:
+        leader, rest = seqs[0], seqs[1:]
+        self.waiting.append(leader)
+        if rest:
+            for seq in rest:
+                seq.leader = leader
+            self.forks[leader.seq_id] = rest
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting) + sum(len(v) for v in self.forks.values())
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running or self.forks)
+
+    def schedule(self) -> ScheduledBatch | None:
+        budget = self.max_num_batched_tokens
+        seqs: list[Sequence] = []
+        num_new: list[int] = []
+        preempted = False
+        # Running first: decodes (1 token each), then continuing prefill chunks, so a long prompt never stalls them.
+        order = [s for s in self.running if not s.is_prefilling] + [s for s in self.running if s.is_prefilling]
+        for seq in order:
+            if budget == 0:
+                break
+            if seq.status is not SequenceStatus.RUNNING:
+                continue  # preempted earlier in this loop
+            n = min(seq.num_tokens - seq.num_computed_tokens, budget)
+            while not self.block_manager.can_append(seq, n):
+                victim = self.running[-1]
+                self._preempt(victim)
+                preempted = True
+                if victim in seqs:  # already scheduled this step (a decode newer than this prefill): unschedule it
+                    i = seqs.index(victim)
+                    budget += num_new[i]
+                    del seqs[i], num_new[i]
+                if victim is seq:
+                    break
+            if seq.status is SequenceStatus.RUNNING:
+                self.block_manager.may_append(seq, n)
+                seqs.append(seq)
+                num_new.append(n)
+                budget -= n
+        # Then admit waiting sequences, unless memory just ran short (they would only be preempted again).
+        if not preempted:
+            self._admit(seqs, num_new, budget)
+        if not seqs:
+            return None
+        samples = [s.num_computed_tokens + n == s.num_tokens for s, n in zip(seqs, num_new, strict=True)]
+        return ScheduledBatch(seqs, num_new, samples, is_prefill=any(n > 1 for n in num_new))
+
+    def _admit(self, seqs: list[Sequence], num_new: list[int], budget: int) -> None:
+        adapters = {s.adapter_id for s in self.running if s.adapter_id is not None}
+        for seq in list(self.waiting):
+            if budget == 0 or len(self.running) >= self.max_num_seqs:
+                return
+            if seq.adapter_id is not None and seq.adapter_id not in adapters and len(adapters) >= self.max_loras:
+                continue  # at most max_loras distinct adapters a step; later requests with resident ones go ahead
+            hits = self.block_manager.lookup(seq)
+            n = min(seq.num_tokens - len(hits) * self.block_manager.block_size, budget)
+            if not self.block_manager.can_allocate(seq, hits, n):
+                return  # first come, first served for memory
+            self.block_manager.allocate(seq, hits, n)
+            if seq.num_cached_tokens < 0:  # first admission: what the request is billed as cached
+                seq.num_cached_tokens = min(seq.num_computed_tokens, seq.num_prompt_tokens)
+            self.waiting.remove(seq)
+            seq.status = SequenceStatus.RUNNING
+            self.running.append(seq)
+            if seq.adapter_id is not None:
+                adapters.add(seq.adapter_id)
+            seqs.append(seq)
+            num_new.append(n)
+            budget -= n
+
+    def _preempt(self, seq: Sequence) -> None:
+        # Recompute, not swap: drop the KV and start over from the tokens (prompt + output so far), which yields
+        # the same continuation. Front of the queue, so it comes back first.
+        self.running.remove(seq)
+        self.block_manager.deallocate(seq)
+        seq.status = SequenceStatus.WAITING
+        self.waiting.appendleft(seq)
+        self.num_preemptions += 1
+
+    def postprocess(self, batch: ScheduledBatch, output: SamplerOutput) -> list[Sequence]:
+        """Advance the batch by the step's results; returns the sequences that got a new token (maybe finishing)."""
+        out: list[Sequence] = []
+        j = 0
+        for seq, n, samples in zip(batch.seqs, batch.num_new_tokens, batch.samples, strict=True):
+            prev = seq.num_computed_tokens
+            seq.num_computed_tokens += n
+            self.block_manager.commit(seq, prev)
+            if not samples:
+                continue
+            token = output.token_ids[j]
+            if output.logprobs is not None and seq.output_logprobs is not None:
+                lp = output.logprobs[j]
+                if lp is not None:
+                    seq.output_logprobs.append(lp)
+            j += 1
+            seq.token_ids.append(token)
+            if seq.num_output_tokens == 1 and seq.seq_id in self.forks:
+                self._fork(seq)
+            if token in seq.params.stop_token_ids or (token in self.eos_token_ids and not seq.params.ignore_eos):
+                self.finish(seq, "stop")
+            elif seq.num_output_tokens >= seq.max_tokens:
+                self.finish(seq, "length")
+            out.append(seq)
+        return out
+
+    def _fork(self, leader: Sequence) -> None:
+        for child in self.forks.pop(leader.seq_id):
+            self.block_manager.fork(leader, child)
+            child.num_cached_tokens = leader.num_cached_tokens  # the prompt is processed (and billed) once
+            child.leader = None
+            child.status = SequenceStatus.RUNNING
+            self.running.append(child)
+
+    def finish(self, seq: Sequence, reason: str) -> None:
+        if seq.status is SequenceStatus.RUNNING:
+            self.running.remove(seq)
+        elif seq.status is SequenceStatus.WAITING:
+            if seq in self.waiting:
+                self.waiting.remove(seq)
+            elif seq.leader is not None:  # a choice not yet forked from its leader
+                siblings = self.forks.get(seq.leader.seq_id, [])
+                if seq in siblings:
+                    siblings.remove(seq)
+                if not siblings:
+                    self.forks.pop(seq.leader.seq_id, None)
+        if seq.block_table:
+            self.block_manager.deallocate(seq)
+        seq.status = SequenceStatus.FINISHED
+        seq.finish_reason = reason
+        # A leader that ends before its prefill completes (abort) hands its choices to the queue themselves.
+        orphans = self.forks.pop(seq.seq_id, [])
+        for child in orphans:
+            child.leader = None
+            self.waiting.append(child)
