@@ -50,8 +50,8 @@ class Worker:
         self.engine = AsyncEngine(engine, self.metrics)
         self.tokenizer = engine.tokenizer
         self.vocab_size: int = engine.tokenizer.vocab_size
-        config = getattr(engine, "config", None)
-        self.max_model_len: int | None = settings.max_model_len or getattr(config, "max_model_len", None)
+        # LLMEngine resolves the context it can serve (model context capped by the KV pool) into .max_model_len.
+        self.max_model_len: int | None = settings.max_model_len or getattr(engine, "max_model_len", None)
         self.tokens = serving.TokenText(engine.tokenizer)
 
     def resident_adapters(self) -> list[str]:

@@ -9,6 +9,8 @@ import httpx
 import uvicorn
 from devstack.services import free_port
 
+MODEL = "smollm2-135m-instruct"
+
 
 @contextmanager
 def serve_in_thread(app, timeout: float = 30.0) -> Iterator[str]:
