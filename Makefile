@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 up: $(STAMP)
-	$(PY) -m hearth_dev.launcher
+	cd platform && ../$(PY) -m devstack
 
 test: $(STAMP)
 	$(PY) -m pytest -q

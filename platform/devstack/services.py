@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def free_port() -> int:
 class EmbeddedRedis:
     data_dir: Path
     port: int = 0  # 0 = pick a free loopback port
+    # The launcher passes one that sets PR_SET_PDEATHSIG, so the server dies with it even on SIGKILL.
+    preexec_fn: Callable[[], None] | None = field(default=None, repr=False)
     _proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -123,7 +126,7 @@ class EmbeddedRedis:
             "--logfile", str(self.data_dir / "redis.log"),
         ]
         # A new process group so a Ctrl-C aimed at the launcher reaches the supervisor first, which then stops us.
-        self._proc = subprocess.Popen(args, start_new_session=True)
+        self._proc = subprocess.Popen(args, start_new_session=True, preexec_fn=self.preexec_fn)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 15
         while True:
