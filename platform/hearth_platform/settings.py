@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "accounts",
     "keys",
     "catalog",
+    "adapters",
 ]
 AUTH_USER_MODEL = "accounts.User"
 
