@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "accounts",
     "keys",
     "catalog",
+    "billing",
     "adapters",
 ]
 AUTH_USER_MODEL = "accounts.User"
