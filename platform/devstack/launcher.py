@@ -60,6 +60,9 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _module_exists(name: str) -> bool:
+    # The gateway and workers packages live at the repository root; `make up` runs from platform/.
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.append(str(REPO_ROOT))
     try:
         return importlib.util.find_spec(name) is not None
     except ModuleNotFoundError:
