@@ -1,0 +1,81 @@
+"""Chat and completions through a real gateway to a real SmolLM2 worker, with the official openai SDK."""
+
+import os
+
+import pytest
+from conftest import SMOLLM2, wait_usage
+from gateway_testlib import sdk, wait_for_workers
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+PUBLIC = f"accounts/hearth/models/{SMOLLM2}"
+MESSAGES = [{"role": "user", "content": "Name a colour."}]
+
+
+@pytest.fixture
+def client(gateway, real_worker, make_key):
+    wait_for_workers(gateway, SMOLLM2)
+    _key, secret = make_key()
+    return sdk(gateway.url, secret)
+
+
+def test_chat_streamed_usage_equals_non_streamed_and_is_metered(client, make_key):
+    redis_url = os.environ["REDIS_URL"]
+    full = client.chat.completions.with_raw_response.create(model=PUBLIC, messages=MESSAGES, max_tokens=6,
+                                                            temperature=0)
+    assert full.headers["x-request-id"].startswith("req_")
+    reply = full.parse()
+    assert reply.model == PUBLIC
+    assert reply.choices[0].message.content
+    assert reply.usage.completion_tokens == 6 and reply.usage.prompt_tokens > 0
+
+    stream = client.chat.completions.create(model=PUBLIC, messages=MESSAGES, max_tokens=6, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    streamed = chunks[-1].usage
+    # Same request, same counts; only cached_tokens may differ (the second run hits the worker's prefix cache).
+    assert (streamed.prompt_tokens, streamed.completion_tokens, streamed.total_tokens) == (
+        reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply.choices[0].message.content
+    assert {c.model for c in chunks} == {PUBLIC}
+
+    event = wait_usage(redis_url, full.headers["x-request-id"])
+    assert event["status"] == "finished"
+    assert (event["prompt_tokens"], event["completion_tokens"]) == (reply.usage.prompt_tokens, 6)
+    streamed_event = wait_usage(redis_url, stream.response.headers["x-request-id"])
+    assert (streamed_event["prompt_tokens"], streamed_event["completion_tokens"]) == (reply.usage.prompt_tokens, 6)
+    assert streamed_event["cached_prompt_tokens"] == streamed.prompt_tokens_details.cached_tokens
+    assert streamed_event["status"] == "finished" and streamed_event["adapter_id"] is None
+
+
+def test_stream_without_include_usage_has_no_usage_chunk_but_is_metered(client):
+    stream = client.chat.completions.create(model=SMOLLM2, messages=MESSAGES, max_tokens=4, temperature=0,
+                                            stream=True)
+    chunks = list(stream)
+    assert chunks and all(c.choices for c in chunks)
+    assert all(c.usage is None for c in chunks)
+    event = wait_usage(os.environ["REDIS_URL"], stream.response.headers["x-request-id"])
+    assert event["completion_tokens"] == 4 and event["prompt_tokens"] > 0
+
+
+def test_completions_streamed_and_not(client):
+    prompt = "The capital of France is"
+    full = client.completions.create(model=SMOLLM2, prompt=prompt, max_tokens=5, temperature=0)
+    assert full.model == SMOLLM2 and full.usage.completion_tokens == 5
+    stream = client.completions.create(model=SMOLLM2, prompt=prompt, max_tokens=5, temperature=0, stream=True,
+                                       stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == full.choices[0].text
+    usage = chunks[-1].usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (full.usage.prompt_tokens, full.usage.completion_tokens)
+
+
+def test_models_lists_the_catalog_for_the_key(client, catalog):
+    from catalog.models import BaseModel
+
+    BaseModel.objects.filter(slug="stub-model").update(is_active=False)
+    ids = [m.id for m in client.models.list()]
+    assert ids == [PUBLIC]
+    assert client.models.retrieve(PUBLIC).id == PUBLIC
+    assert client.models.retrieve(SMOLLM2).id == PUBLIC  # the bare slug resolves too
