@@ -65,6 +65,12 @@ class StubWorker:
                  "prompt_tokens_details": {"cached_tokens": 0}}
         base = {"id": "cmpl-stub", "created": int(time.time()), "model": req["model"]}
         if not req.get("stream"):
+            if self.args.die_after_chunks is not None:  # crash after the status line, before the body
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
+                await send({"type": "http.response.body", "body": b'{"id": "cmpl-stub", ', "more_body": True})
+                await asyncio.sleep(0.05)
+                os._exit(1)
             text = "".join(WORDS[i % 1000] for i in range(n))
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
                       if chat else {"index": 0, "text": text, "finish_reason": "length"})
