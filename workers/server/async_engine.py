@@ -118,6 +118,8 @@ class AsyncEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stats: dict[str, int] = dict(engine.stats())
+        if metrics:
+            metrics.update_engine_stats(self._stats)  # gauges exist from the first scrape, before any request
 
     @property
     def tokenizer(self) -> Any:

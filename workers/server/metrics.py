@@ -53,6 +53,9 @@ class WorkerMetrics:
             registry=r,
         )
         self._model = model_name
+        # Every series exists (at 0) from the first scrape, so rates and "before/after" reads need no special case.
+        for series in (self._ttft, self._itl, self._generated, self._prompt):
+            series.labels(model_name)
         for reason in ("stop", "length", "abort", "error"):
             self._finished.labels(model_name, reason)
 
