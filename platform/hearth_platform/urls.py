@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from accounts import api as accounts_api
+from adapters.api import AdapterViewSet
 from catalog.api import BaseModelViewSet
 from keys.api import ApiKeyViewSet
 
@@ -11,6 +12,7 @@ router = SimpleRouter(trailing_slash=False)
 router.register("keys", ApiKeyViewSet, basename="apikey")
 router.register("account/members", accounts_api.MemberViewSet, basename="member")
 router.register("models", BaseModelViewSet, basename="basemodel")
+router.register("adapters", AdapterViewSet, basename="adapter")
 
 api_v1 = [
     path("auth/csrf", accounts_api.CsrfView.as_view(), name="auth-csrf"),
