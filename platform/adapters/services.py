@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+import redis
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+
+from accounts.models import Account
+from adapters import conf, store
+from adapters.archive import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    AdapterFileError,
+    AdapterFiles,
+    is_archive,
+    is_pickle,
+    pickle_refusal,
+    read_archive,
+    read_loose_files,
+)
+from adapters.models import Adapter, BaseModelShape
+from adapters.validation import validate
+from catalog.models import BaseModel
+from hearth_platform.errors import ApplicationError, ConflictError
+from hearth_platform.redis_client import get_redis
+
+log = logging.getLogger("hearth.adapters")
+
+DELETED_CHANNEL = "hearth:adapters:deleted"  # workers drop the uid from their caches and prefix cache
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _check_files(files: Sequence[UploadedFile]) -> None:
+    if not files:
+        raise ApplicationError(
+            f"Upload {CONFIG_NAME} and {WEIGHTS_NAME}, or one .zip / .tar.gz of the adapter folder.", field="files",
+            code="required",
+        )
+    total = 0
+    for f in files:
+        name = f.name or ""
+        if not f.size:
+            raise ApplicationError(f"The uploaded file '{name}' is empty.", field="files", code="empty")
+        if is_pickle(name):
+            raise ApplicationError(pickle_refusal(name), field="files", code="pickle")
+        total += f.size
+    if total > conf.max_upload_bytes():
+        raise ApplicationError(f"The upload is larger than {conf.max_upload_bytes() >> 20} MiB.", field="files")
+    names = [f.name or "" for f in files]
+    if len(files) == 1 and is_archive(names[0]):
+        return
+    if any(is_archive(n) for n in names):
+        raise ApplicationError("Upload one archive on its own, or the loose files without an archive.", field="files")
+    # peft's save_pretrained also writes a README.md; harmless text files ride along and are dropped.
+    extra = [n for n in names if n not in (CONFIG_NAME, WEIGHTS_NAME) and not n.lower().endswith((".md", ".txt"))]
+    if extra or not {CONFIG_NAME, WEIGHTS_NAME} <= set(names) or len(set(names)) != len(names):
+        raise ApplicationError(
+            f"Expected {CONFIG_NAME} and {WEIGHTS_NAME} once each (or one archive); got {', '.join(names)}.",
+            field="files",
+        )
+
+
+def _base_model(slug: str) -> BaseModel:
+    base = BaseModel.objects.filter(slug=slug, is_active=True).first()
+    if base is None:
+        raise ApplicationError(f"There is no base model '{slug}' in the catalog.", field="base_model", code="not_found")
+    if not BaseModelShape.objects.filter(base_model=base).exists():
+        raise ApplicationError(f"Base model '{slug}' does not accept adapters yet.", field="base_model")
+    return base
+
+
+def adapter_upload(*, account: Account, name: str, base_model: str, files: Sequence[UploadedFile]) -> Adapter:
+    """Store an upload as a `pending` adapter and queue its validation. Cheap checks fail here as 400s."""
+    name = (name or "").strip()
+    if not _NAME_RE.match(name):
+        raise ApplicationError(
+            "Adapter names are 1–64 characters: lowercase letters, digits, '-' and '_', starting with a letter or "
+            "digit.", field="name",
+        )
+    base = _base_model((base_model or "").strip())
+    _check_files(files)
+    if Adapter.objects.for_account(account).filter(name=name).exists():
+        raise ConflictError(f"You already have an adapter named '{name}'; delete it or pick another name.",
+                            field="name", code="duplicate")
+    adapter = Adapter(account=account, name=name, base_model=base)
+    try:
+        with transaction.atomic():
+            adapter.save(force_insert=True)
+    except IntegrityError:  # a concurrent upload with the same name won the race
+        raise ConflictError(f"You already have an adapter named '{name}'.", field="name", code="duplicate") from None
+    try:
+        for f in files:
+            store.save_upload(adapter.uid, f.name or "upload", f)
+    except Exception:
+        store.delete_adapter(adapter.uid)
+        adapter.delete()
+        raise
+    adapter_id = adapter.pk
+    transaction.on_commit(lambda: _enqueue(adapter_id))
+    log.info("adapter %s uploaded for account %s", adapter.uid, account.pk)
+    return adapter
+
+
+def _enqueue(adapter_id: int) -> None:
+    from adapters.tasks import adapter_validate_task
+
+    try:
+        adapter_validate_task.delay(adapter_id)
+    except Exception as exc:  # the broker is down: the row stays pending and a re-queue picks it up
+        log.warning("could not queue validation of adapter %s: %s", adapter_id, exc)
+
+
+def _read_upload(uid: str) -> AdapterFiles:
+    names = store.list_upload(uid)
+    if not names:
+        raise AdapterFileError("The uploaded files are gone; upload the adapter again.")
+    if len(names) == 1 and is_archive(names[0]):
+        with store.open_upload(uid, names[0]) as f:
+            return read_archive(
+                names[0], f, max_bytes=conf.max_unpacked_bytes(), max_members=conf.max_archive_members()
+            )
+    opened = {n: store.open_upload(uid, n) for n in names}
+    try:
+        return read_loose_files(opened, max_bytes=conf.max_upload_bytes())
+    finally:
+        for f in opened.values():
+            f.close()
+
+
+def adapter_validate(*, adapter_id: int) -> Adapter:
+    """pending -> validating -> ready | failed (with a reason meant for a person). Idempotent: a retried task
+    that finds the adapter past `pending` does nothing."""
+    with transaction.atomic():
+        # The task only has the id; the row names its own account.
+        adapter = Adapter.dangerously_unscoped.select_for_update().filter(pk=adapter_id).first()
+        if adapter is None or adapter.status != Adapter.Status.PENDING:
+            return adapter  # type: ignore[return-value]  # deleted meanwhile, or already handled
+        adapter.status = Adapter.Status.VALIDATING
+        adapter.save(update_fields=["status", "updated_at"])
+    shape = BaseModelShape.objects.get(base_model_id=adapter.base_model_id)
+    try:
+        files = _read_upload(adapter.uid)
+        summary = validate(files, dims=shape.module_dims(), num_layers=shape.num_layers, max_rank=conf.max_rank())
+        store.save_validated(adapter.uid, files)
+    except AdapterFileError as exc:
+        return _finish_failed(adapter, str(exc))
+    except Exception:
+        log.exception("validating adapter %s failed unexpectedly", adapter.uid)
+        return _finish_failed(adapter, "Validation failed because of an internal error; please upload it again.")
+    finally:
+        store.delete_upload(adapter.uid)
+    adapter.status = Adapter.Status.READY
+    adapter.rank, adapter.lora_alpha, adapter.use_rslora = summary.rank, summary.lora_alpha, summary.use_rslora
+    adapter.target_modules = summary.target_modules
+    adapter.size_bytes = len(files.weights) + len(files.config)
+    adapter.failure_reason = ""
+    adapter.save()
+    log.info("adapter %s ready (r=%d, %d tensors)", adapter.uid, summary.rank, summary.num_tensors)
+    return adapter
+
+
+def _finish_failed(adapter: Adapter, reason: str) -> Adapter:
+    store.delete_adapter(adapter.uid)  # a failed adapter leaves no files behind
+    adapter.status = Adapter.Status.FAILED
+    adapter.failure_reason = reason
+    adapter.save(update_fields=["status", "failure_reason", "updated_at"])
+    log.info("adapter %s failed validation: %s", adapter.uid, reason)
+    return adapter
+
+
+def _publish_deleted(uid: str) -> None:
+    try:
+        get_redis().publish(DELETED_CHANNEL, uid)
+    except redis.RedisError as exc:
+        # uids are never reused, so a worker that misses this only keeps some cold cache entries until LRU drops them
+        log.warning("could not publish adapter deletion to Redis: %s", exc)
+
+
+@transaction.atomic
+def adapter_delete(*, adapter: Adapter) -> None:
+    uid = adapter.uid
+    adapter.delete()
+    transaction.on_commit(lambda: (store.delete_adapter(uid), _publish_deleted(uid)))
+    log.info("adapter %s deleted", uid)
