@@ -1,0 +1,41 @@
+"""Billing settings from the environment (read at call time, so tests can override them with Django's settings or the
+environment). Django settings of the same name win over the environment."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+from django.conf import settings
+
+
+def _get(name: str, default: str) -> str:
+    value = getattr(settings, name, None)
+    return str(value) if value is not None else os.environ.get(name, default)
+
+
+def default_spend_limit() -> Decimal:
+    """Monthly spend limit of an account with no payment method (USD)."""
+    return Decimal(_get("HEARTH_BILLING_DEFAULT_SPEND_LIMIT", "10"))
+
+
+def card_spend_limit() -> Decimal:
+    """Monthly spend limit once a card is on file (USD)."""
+    return Decimal(_get("HEARTH_BILLING_CARD_SPEND_LIMIT", "1000"))
+
+
+def stripe_api_key() -> str:
+    return _get("HEARTH_STRIPE_API_KEY", "")
+
+
+def stripe_api_base() -> str:
+    return _get("HEARTH_STRIPE_API_BASE", "https://api.stripe.com")
+
+
+def stripe_webhook_secret() -> str:
+    return _get("HEARTH_STRIPE_WEBHOOK_SECRET", "")
+
+
+def ledger_only() -> bool:
+    """No Stripe key: usage is metered, rated and limited, but nothing is invoiced or charged."""
+    return not stripe_api_key()

@@ -1,0 +1,32 @@
+"""Usage events in the gateway's exact shape (gateway.metering.UsageEvent), written the way the gateway writes them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+import redis
+
+from gateway.metering import USAGE_STREAM, UsageEvent
+
+
+def usage_event(account_id: int, api_key_id: int, model_id: int | str, *, prompt: int = 100, cached: int = 0,
+                completion: int = 50, adapter_id: int | None = None, status: str = "finished",
+                finished_at: datetime | None = None, request_id: str | None = None) -> UsageEvent:
+    finished = finished_at or datetime.now(UTC)
+    return UsageEvent(
+        request_id=request_id or f"req_{uuid.uuid4().hex}", account_id=account_id, api_key_id=api_key_id,
+        model_id=model_id, adapter_id=adapter_id, prompt_tokens=prompt, cached_prompt_tokens=cached,
+        completion_tokens=completion, started_at=(finished - timedelta(seconds=1)).isoformat(),
+        finished_at=finished.isoformat(), status=status,
+    )
+
+
+def xadd_events(client: redis.Redis, events: list[UsageEvent]) -> None:
+    """Exactly what gateway.metering.Metering._xadd writes."""
+    pipe = client.pipeline(transaction=False)
+    for event in events:
+        pipe.xadd(USAGE_STREAM, {"event": json.dumps(asdict(event), separators=(",", ":"))})
+    pipe.execute()

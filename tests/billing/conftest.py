@@ -1,0 +1,55 @@
+"""Fixtures for billing: accounts and keys made with the control plane's own services, usage events in the gateway's
+exact shape (gateway.metering.UsageEvent), and a clean usage stream per test on the session's real Redis."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+PASSWORD = "amber-kettle-orbit-42"
+
+
+@pytest.fixture
+def rclient() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    keys = ["hearth:usage", "hearth:usage:dead"]
+    client.delete(*keys)
+    for pattern in ("hearth:spend:*", "hearth:billing:*"):
+        for key in client.scan_iter(pattern):
+            client.delete(key)
+    try:
+        yield client
+    finally:
+        client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture
+def tenant(db) -> Callable:
+    """tenant("ada") -> (account, api_key) made through the real sign-up and key services."""
+    from accounts.services import account_signup
+    from keys.services import api_key_create
+
+    def _tenant(name: str = "ada"):
+        _user, account = account_signup(email=f"{name}-{uuid.uuid4().hex[:6]}@example.com", password=PASSWORD,
+                                        account_name=name)
+        key, _secret = api_key_create(account=account, name="default")
+        return account, key
+
+    return _tenant
+
+
+@pytest.fixture
+def smollm2(db):
+    """The seeded catalog row (re-created after a transactional test flushed the tables), at its seed prices."""
+    import importlib
+
+    from catalog.models import BaseModel
+
+    seed = dict(importlib.import_module("catalog.migrations.0002_seed_smollm2").SMOLLM2)
+    model, _ = BaseModel.objects.update_or_create(slug=seed.pop("slug"), defaults=seed)
+    return model
