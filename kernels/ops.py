@@ -23,7 +23,7 @@ __all__ = [
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     if use_triton(x):
-        from kernels.rms_norm import rms_norm as triton_rms_norm
+        from kernels.triton_ops.rms_norm import rms_norm as triton_rms_norm
 
         return triton_rms_norm(x, weight, eps)
     return reference.rms_norm(x, weight, eps)
@@ -33,7 +33,7 @@ def add_rms_norm(
     x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if use_triton(x):
-        from kernels.rms_norm import add_rms_norm as triton_add_rms_norm
+        from kernels.triton_ops.rms_norm import add_rms_norm as triton_add_rms_norm
 
         return triton_add_rms_norm(x, residual, weight, eps)
     return reference.add_rms_norm(x, residual, weight, eps)
@@ -41,7 +41,7 @@ def add_rms_norm(
 
 def apply_rotary(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor) -> None:
     if use_triton(q):
-        from kernels.rotary import apply_rotary as triton_apply_rotary
+        from kernels.triton_ops.rotary import apply_rotary as triton_apply_rotary
 
         return triton_apply_rotary(q, k, positions, cos_sin)
     return reference.apply_rotary(q, k, positions, cos_sin)
@@ -49,7 +49,7 @@ def apply_rotary(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_
 
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     if use_triton(x):
-        from kernels.silu_and_mul import silu_and_mul as triton_silu_and_mul
+        from kernels.triton_ops.silu_and_mul import silu_and_mul as triton_silu_and_mul
 
         return triton_silu_and_mul(x)
     return reference.silu_and_mul(x)
@@ -59,7 +59,7 @@ def store_kvcache(
     k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor
 ) -> None:
     if use_triton(k_cache):
-        from kernels.store_kvcache import store_kvcache as triton_store_kvcache
+        from kernels.triton_ops.store_kvcache import store_kvcache as triton_store_kvcache
 
         return triton_store_kvcache(k, v, k_cache, v_cache, slot_mapping)
     return reference.store_kvcache(k, v, k_cache, v_cache, slot_mapping)
@@ -75,7 +75,7 @@ def paged_attention_prefill(
     scale: float,
 ) -> torch.Tensor:
     if use_triton(q):
-        from kernels.paged_attention_prefill import paged_attention_prefill as triton_prefill
+        from kernels.triton_ops.paged_attention_prefill import paged_attention_prefill as triton_prefill
 
         return triton_prefill(q, k_cache, v_cache, cu_seqlens_q, seq_lens, block_tables, scale)
     return reference.paged_attention_prefill(q, k_cache, v_cache, cu_seqlens_q, seq_lens, block_tables, scale)
@@ -90,7 +90,7 @@ def paged_attention_decode(
     scale: float,
 ) -> torch.Tensor:
     if use_triton(q):
-        from kernels.paged_attention_decode import paged_attention_decode as triton_decode
+        from kernels.triton_ops.paged_attention_decode import paged_attention_decode as triton_decode
 
         return triton_decode(q, k_cache, v_cache, seq_lens, block_tables, scale)
     return reference.paged_attention_decode(q, k_cache, v_cache, seq_lens, block_tables, scale)
@@ -100,7 +100,7 @@ def top_k_top_p_min_p_mask(
     logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, min_p: torch.Tensor
 ) -> torch.Tensor:
     if use_triton(logits):
-        from kernels.sampling import top_k_top_p_min_p_mask as triton_mask
+        from kernels.triton_ops.sampling import top_k_top_p_min_p_mask as triton_mask
 
         return triton_mask(logits, top_k, top_p, min_p)
     return reference.top_k_top_p_min_p_mask(logits, top_k, top_p, min_p)

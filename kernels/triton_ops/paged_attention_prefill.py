@@ -11,8 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._attention_common import LOG2E, _attend_tile, dot_mode
-from kernels.paged_attention_decode import check_paged_inputs
+from kernels.triton_ops._attention_common import LOG2E, _attend_tile, dot_mode
+from kernels.triton_ops.paged_attention_decode import check_paged_inputs
 
 # Rows (tokens × group heads) and keys per tile; both ≥ 16 so every dot is legal on sm_90 with 16-bit inputs.
 BLOCK_M = 64

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._attention_common import LOG2E, _attend_tile, dot_mode
+from kernels.triton_ops._attention_common import LOG2E, _attend_tile, dot_mode
 
 # Keys per tile, and the fewest keys a split is given; chosen for D=128 bf16 (K and V tiles 16 KiB each).
 BLOCK_N = 64

@@ -1,0 +1,56 @@
+import pytest
+import torch
+from kernel_testing import DEVICE, DTYPES, GPU, assert_close, randn
+from paged_cases import paged_cache
+
+from kernels import reference
+from kernels.triton_ops.paged_attention_decode import paged_attention_decode
+
+# (q heads, kv heads, head_dim, splits): GQA ratios 1, 3 (SmolLM2: 9/3, 64) and 8; head dims 64 and 128; split-KV
+# off and on (3 splits of a 100-key sequence leave one split empty). The interpreter is slow: no full cross product.
+CASES = [(4, 4, 128, 1), (9, 3, 64, 3), (16, 2, 128, 3), (16, 2, 64, 1)]
+# 1 token, block boundaries ±1 (block 16), tile boundaries ±1 (64 keys), and a padded batch slot (0 keys)
+SEQ_LENS = [1, 15, 16, 17, 63, 64, 65, 100, 0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES)
+def test_decode_matches_reference(dtype: torch.dtype, case: tuple[int, int, int, int]) -> None:
+    hq, hk, head_dim, num_splits = case
+    k_cache, v_cache, tables = paged_cache(SEQ_LENS, 16, hk, head_dim, dtype, seed=41)
+    q = randn(len(SEQ_LENS), hq, head_dim, dtype=dtype, seed=42)
+    seq_lens = torch.tensor(SEQ_LENS, dtype=torch.int32, device=DEVICE)
+    scale = head_dim**-0.5
+    out = paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, scale, num_splits=num_splits)
+    assert_close(out, reference.paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, scale))
+    assert torch.equal(out[-1], torch.zeros_like(out[-1]))  # no keys: zeros, like the reference
+
+
+@pytest.mark.parametrize("block_size", [5, 16, 32])
+def test_decode_split_kv_with_small_tiles(block_size: int) -> None:
+    # many tiles and splits per sequence, including empty splits, over an odd page size
+    seq_lens_list = [1, 31, 33, 130]
+    k_cache, v_cache, tables = paged_cache(seq_lens_list, block_size, 2, 64, torch.float32, seed=43)
+    q = randn(4, 6, 64, dtype=torch.float32, seed=44)
+    seq_lens = torch.tensor(seq_lens_list, dtype=torch.int32, device=DEVICE)
+    out = paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, 0.125, num_splits=5, block_n=16)
+    assert_close(out, reference.paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, 0.125))
+
+
+@pytest.mark.skipif(not GPU, reason="long contexts are for the GPU run")
+@pytest.mark.parametrize("num_splits", [None, 1, 8])
+def test_decode_llama8b_heads_long_context(num_splits: int | None) -> None:
+    # None: the launch heuristic (splits when B·Hk is small next to the SM count)
+    lens = [2048, 1, 1500, 2047, 777, 4096, 16, 2049]
+    k_cache, v_cache, tables = paged_cache(lens, 16, 8, 128, torch.bfloat16, seed=45)
+    q = randn(len(lens), 32, 128, dtype=torch.bfloat16, seed=46)
+    seq_lens = torch.tensor(lens, dtype=torch.int32, device=DEVICE)
+    out = paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, 128**-0.5, num_splits=num_splits)
+    assert_close(out, reference.paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, 128**-0.5))
+
+
+def test_decode_rejects_indivisible_heads() -> None:
+    k_cache, v_cache, tables = paged_cache([4], 16, 3, 64, torch.float32, seed=47)
+    q = randn(1, 4, 64, dtype=torch.float32, seed=48)
+    with pytest.raises(ValueError, match="do not fit"):
+        paged_attention_decode(q, k_cache, v_cache, torch.tensor([4], device=DEVICE), tables, 0.125)
