@@ -161,19 +161,23 @@ class LlamaForCausalLM(nn.Module):
         if missing:
             raise WeightLoadError(f"checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
 
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """Our weights under HF names, merged projections split back (views, no copies; tied lm_head excluded)."""
+        out: dict[str, torch.Tensor] = {}
+        for name, param in self.named_parameters():
+            owner = self.get_submodule(name.rsplit(".", 1)[0])
+            if isinstance(owner, Linear) and len(owner.names) > 1:
+                prefix, kind = name.rsplit(".", 2)[0], name.rsplit(".", 1)[1]
+                for proj in owner.names:
+                    start, size = owner.slice_of(proj)
+                    out[f"{prefix}.{proj}.{kind}"] = param[start : start + size]
+            else:
+                out[name] = param
+        return out
+
     def hf_state_names(self) -> set[str]:
         """The HF tensor names this model expects (tied lm_head excluded)."""
-        names: set[str] = set()
-        for name, _ in self.named_parameters():
-            names |= _hf_names(name, self.get_submodule(name.rsplit(".", 1)[0]))
-        return names
-
-
-def _hf_names(param_name: str, owner: nn.Module) -> set[str]:
-    if isinstance(owner, Linear) and len(owner.names) > 1:
-        prefix, kind = param_name.rsplit(".", 2)[0], param_name.rsplit(".", 1)[1]
-        return {f"{prefix}.{n}.{kind}" for n in owner.names}
-    return {param_name}
+        return set(self.hf_state_dict())
 
 
 def _split_name(name: str) -> tuple[str, str, str]:
