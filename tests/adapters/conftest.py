@@ -13,6 +13,8 @@ PASSWORD = "amber-kettle-orbit-42"
 def adapter_store(settings, tmp_path: Path) -> Path:
     store = tmp_path / "adapter-store"
     settings.HEARTH_ADAPTER_STORE = str(store)
+    # Signing up hashes a password; the production hasher costs ~0.5 s a test on this shared CPU.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     return store
 
 
