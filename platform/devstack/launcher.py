@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             env["DATABASE_URL"] = postgres.start()
         if "REDIS_URL" not in os.environ:
             print("starting redis …", flush=True)
-            redis_server = EmbeddedRedis(home / "redis", preexec_fn=die_with_parent())
+            redis_server = EmbeddedRedis(home / "redis", preexec_fn=die_with_parent(), unix_socket=True)
             env["REDIS_URL"] = redis_server.start()
         print("migrating …", flush=True)
         migrate = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=PLATFORM_DIR, env=env,

@@ -102,6 +102,7 @@ class EmbeddedRedis:
     port: int = 0  # 0 = pick a free loopback port
     # The launcher passes one that sets PR_SET_PDEATHSIG, so the server dies with it even on SIGKILL.
     preexec_fn: Callable[[], None] | None = field(default=None, repr=False)
+    unix_socket: bool = False
     _proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -125,6 +126,12 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]
+        # Also a unix socket where the settings' defaults look for one, so `manage.py` run by hand next to
+        # `make up` reaches the same Redis (skipped when the path is too long for sun_path). Off for tests, whose
+        # concurrent runs share one data dir.
+        sock = self.data_dir / "redis.sock"
+        if self.unix_socket and len(str(sock)) <= 100:
+            args += ["--unixsocket", str(sock), "--unixsocketperm", "700"]
         # A new process group so a Ctrl-C aimed at the launcher reaches the supervisor first, which then stops us.
         self._proc = subprocess.Popen(args, start_new_session=True, preexec_fn=self.preexec_fn)
         client = redis.Redis.from_url(self.url)

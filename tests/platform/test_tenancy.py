@@ -3,20 +3,32 @@
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.api import MemberViewSet
+from devstack.services import REPO_ROOT
 from hearth_platform.urls import router
-from keys.api import ApiKeyViewSet
 from keys.models import ApiKey
 from keys.selectors import api_key_verify
 from tenancy.api import AccountScopedViewSet
 
-TENANT_VIEWSETS = {ApiKeyViewSet, MemberViewSet}
+# Every account-scoped viewset -> the test that shows another account gets 404 (file, function).
+CROSS_TENANT_TESTS = {
+    "keys.api.ApiKeyViewSet": ("tests/platform/test_tenancy.py", "test_other_accounts_key_is_404"),
+    "accounts.api.MemberViewSet": ("tests/platform/test_tenancy.py", "test_other_accounts_members_are_invisible"),
+    "adapters.api.AdapterViewSet": ("tests/adapters/test_adapter_api.py", "test_other_accounts_get_404"),
+}
 
 
-def test_every_tenant_owned_viewset_is_covered_here():
-    # A new account-scoped endpoint must get a cross-tenant test in this file before this passes.
-    registered = {viewset for _prefix, viewset, _basename in router.registry if issubclass(viewset, AccountScopedViewSet)}
-    assert registered == TENANT_VIEWSETS
+def test_every_tenant_owned_viewset_has_a_cross_tenant_test():
+    # A new account-scoped endpoint fails this until its cross-tenant 404 test is named above.
+    registered = {
+        f"{viewset.__module__}.{viewset.__qualname__}"
+        for _prefix, viewset, _basename in router.registry
+        if issubclass(viewset, AccountScopedViewSet)
+    }
+    assert {"keys.api.ApiKeyViewSet", "accounts.api.MemberViewSet"} <= registered
+    assert registered <= set(CROSS_TENANT_TESTS), registered - set(CROSS_TENANT_TESTS)
+    for name in registered:
+        path, function = CROSS_TENANT_TESTS[name]
+        assert f"def {function}(" in (REPO_ROOT / path).read_text(), (name, path, function)
 
 
 def test_scoped_base_refuses_an_unscoped_queryset():
