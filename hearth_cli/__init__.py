@@ -1,0 +1,1 @@
+"""`hearth`: a small command line for the Hearth control plane API (adapters for now)."""
