@@ -138,6 +138,7 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         arrival = time.perf_counter()
         req = parse_body(await request.body(), ChatCompletionRequest)
         adapter_id = w.resolve_model(req.model)
+        include_usage = P.include_usage(req)
         messages = P.chat_messages(req)
         params = P.chat_sampling_params(req, w.vocab_size)
         prompt_ids = await asyncio.to_thread(w.chat_prompt_ids, messages)
@@ -146,7 +147,6 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival)
         if req.stream:
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
             body = serving.chat_stream(stream, request_id, req.model, req.n, w.tokens, req.logprobs, include_usage)
             return _sse_response(body, request_id)
         result = await serving.collect(stream, request, req.n)
@@ -160,6 +160,7 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         arrival = time.perf_counter()
         req = parse_body(await request.body(), CompletionRequest)
         adapter_id = w.resolve_model(req.model)
+        include_usage = P.include_usage(req)
         params = P.completion_sampling_params(req, w.vocab_size)
         prompt_ids = await _completion_prompt_ids(w, req)
         P.check_fits(len(prompt_ids), params.max_tokens, w.max_model_len, prompt_param="prompt", max_param="max_tokens")
@@ -167,7 +168,6 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival)
         logprobs = req.logprobs is not None
         if req.stream:
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
             body = serving.completion_stream(stream, request_id, req.model, req.n, w.tokens, logprobs, include_usage)
             return _sse_response(body, request_id)
         result = await serving.collect(stream, request, req.n)

@@ -13,6 +13,14 @@ from workers.server.protocol import ChatCompletionRequest, CompletionRequest, Te
 MAX_TOP_LOGPROBS = 20
 
 
+def include_usage(req: ChatCompletionRequest | CompletionRequest) -> bool:
+    if req.stream_options is not None and not req.stream:
+        raise OpenAIError(
+            "stream_options is only allowed when stream is true.", param="stream_options", code="invalid_value"
+        )
+    return bool(req.stream_options and req.stream_options.include_usage)
+
+
 def chat_messages(req: ChatCompletionRequest) -> list[dict[str, str]]:
     if not req.messages:
         raise OpenAIError("'messages' must contain at least one message.", param="messages", code="empty_array")

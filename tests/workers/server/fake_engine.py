@@ -12,9 +12,29 @@ from workers.engine.sampling_params import InvalidRequestError, SamplingParams
 BLOCK = 16
 
 
+class FakeTokenizer:
+    """Bytes as tokens (id = byte + 1; 0 is EOS) and a plain-text chat template: enough for protocol tests."""
+
+    vocab_size = 257
+    eos_token_ids = [0]
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return [b + 1 for b in text.encode()]
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return bytes(i - 1 for i in ids if i > 0).decode(errors="replace")
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return None
+
+    def apply_chat_template(self, messages, add_generation_prompt: bool = True) -> str:
+        turns = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+        return turns + ("assistant: " if add_generation_prompt else "")
+
+
 class FakeEngine:
-    def __init__(self, tokenizer, num_blocks: int = 64, max_model_len: int = 256):
-        self.tokenizer = tokenizer
+    def __init__(self, tokenizer=None, num_blocks: int = 64, max_model_len: int = 256):
+        self.tokenizer = tokenizer or FakeTokenizer()
         self.num_blocks = num_blocks
         self.max_model_len = max_model_len
         self.fail_next_step = False

@@ -63,6 +63,7 @@ def test_wrong_types_name_the_param(worker, overrides, param):
         ({"messages": [{"role": "user"}]}, "messages.[0].content"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
          "messages.[0].content.[0].type"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
         ({"model": MODEL}, None),  # control: this one is fine
     ],
 )

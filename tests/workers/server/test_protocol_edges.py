@@ -11,18 +11,12 @@ from tests.workers.server._serve import MODEL, serve_in_thread
 from tests.workers.server.fake_engine import FakeEngine
 from workers.server.app import ServerSettings, create_app
 from workers.server.errors import _param_from_loc
-from workers.tokenizer import Tokenizer
 
 MESSAGES = [{"role": "user", "content": "Hello there"}]
 
 
-@pytest.fixture(scope="module")
-def tokenizer(smollm2_gguf_path):
-    return Tokenizer.from_path(smollm2_gguf_path)
-
-
-def test_worker_secret_guards_the_api_but_not_health(tokenizer):
-    app = create_app(FakeEngine(tokenizer), ServerSettings(worker_secret="s3cret"))
+def test_worker_secret_guards_the_api_but_not_health():
+    app = create_app(FakeEngine(), ServerSettings(worker_secret="s3cret"))
     with serve_in_thread(app) as base:
         with openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0) as bare:
             with pytest.raises(openai.AuthenticationError) as exc:
@@ -38,8 +32,8 @@ def test_worker_secret_guards_the_api_but_not_health(tokenizer):
         assert httpx.get(f"{base}/metrics").status_code == 200
 
 
-def test_engine_failure_ends_the_stream_with_an_error_and_the_worker_serves_on(tokenizer):
-    engine = FakeEngine(tokenizer)
+def test_engine_failure_ends_the_stream_with_an_error_and_the_worker_serves_on():
+    engine = FakeEngine()
     with serve_in_thread(create_app(engine, ServerSettings())) as base:
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
         engine.fail_next_step = True
@@ -54,8 +48,8 @@ def test_engine_failure_ends_the_stream_with_an_error_and_the_worker_serves_on(t
         client.close()
 
 
-def test_unknown_route_and_method_come_out_in_openai_shape(tokenizer):
-    with serve_in_thread(create_app(FakeEngine(tokenizer), ServerSettings())) as base:
+def test_unknown_route_and_method_come_out_in_openai_shape():
+    with serve_in_thread(create_app(FakeEngine(), ServerSettings())) as base:
         r = httpx.get(f"{base}/v1/nope")
         assert r.status_code == 404 and set(r.json()["error"]) == {"message", "type", "param", "code"}
         r = httpx.get(f"{base}/v1/chat/completions")
