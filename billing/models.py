@@ -102,6 +102,8 @@ class BillingProfile(TenantOwnedModel):
     payment_status = models.CharField(max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.OK)
     stripe_customer_id = models.CharField(max_length=64, blank=True, default="")
     default_payment_method_id = models.CharField(max_length=64, blank=True, default="")
+    # A $0 monthly subscription that our usage invoice items ride on (localstripe invoices need one; Stripe is fine).
+    stripe_subscription_id = models.CharField(max_length=64, blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta(TenantOwnedModel.Meta):

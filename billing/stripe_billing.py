@@ -9,7 +9,7 @@ so re-running a period job long after finds its work done instead of billing twi
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
@@ -45,6 +45,10 @@ def stripe_client() -> stripe.StripeClient:
 
 def to_cents(amount: Decimal) -> int:
     return int((amount.quantize(CENT, rounding=ROUND_HALF_UP) * 100).to_integral_value())
+
+
+def metadata(obj: stripe.StripeObject) -> dict[str, str]:
+    return obj.metadata.to_dict() if getattr(obj, "metadata", None) else {}
 
 
 def customer_ensure(*, account: Account) -> str:
@@ -90,17 +94,42 @@ def setup_intent_complete(*, account: Account, setup_intent_id: str) -> BillingP
     return payment_method_set(account=account, payment_method_id=pm_id)
 
 
-def _period_bounds(period: date) -> tuple[date, date]:
+def _period_bounds(period: date) -> tuple[date, datetime, datetime]:
+    """(first day, its first instant, the next month's first instant), in UTC."""
     start = period.replace(day=1)
     end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
-    return start, end
+    return start, datetime.combine(start, time.min, tzinfo=UTC), datetime.combine(end, time.min, tzinfo=UTC)
+
+
+USAGE_PLAN = "hearth-usage-monthly"
+
+
+def subscription_ensure(*, account: Account) -> str:
+    """The account's $0 monthly subscription to the usage plan; its invoices carry the usage invoice items."""
+    profile = billing_profile_get(account=account)
+    if profile.stripe_subscription_id:
+        return profile.stripe_subscription_id
+    client = stripe_client()
+    try:
+        client.v1.plans.retrieve(USAGE_PLAN)
+    except stripe.InvalidRequestError:
+        product = client.v1.products.create({"name": "Hearth usage"}, {"idempotency_key": "hearth-product-usage"})
+        client.v1.plans.create({"id": USAGE_PLAN, "amount": 0, "currency": "usd", "interval": "month",
+                                "product": product.id}, {"idempotency_key": "hearth-plan-usage"})
+    sub = client.v1.subscriptions.create(
+        {"customer": customer_ensure(account=account), "items": [{"plan": USAGE_PLAN}],
+         "metadata": {"hearth_account_id": str(account.pk)}},
+        {"idempotency_key": f"hearth-sub-{account.pk}"},
+    )
+    BillingProfile.objects.for_account(account).update(stripe_subscription_id=sub.id)
+    return sub.id
 
 
 def invoice_items_push(*, account: Account, period: date) -> list[InvoiceItem]:
     """One invoice item per model for the account's usage in the period (cents, half-up per line), then the
     prepaid credits applied against it as a negative item. Re-running creates nothing new."""
-    start, end = _period_bounds(period)
-    usage = (UsageRollup.objects.for_account(account).filter(hour__gte=start, hour__lt=end)
+    start, since, until = _period_bounds(period)
+    usage = (UsageRollup.objects.for_account(account).filter(hour__gte=since, hour__lt=until)
              .values("base_model_id", "base_model__public_name").annotate(cost=Sum("cost_usd")).order_by("base_model_id"))
     items: list[InvoiceItem] = []
     total = Decimal(0)
@@ -138,7 +167,7 @@ def _invoice_item(account: Account, start: date, key: str, amount: Decimal, desc
     customer_id = customer_ensure(account=account)
     # A crash after Stripe created the item and before our row was saved: find it by its key in metadata.
     pending = client.v1.invoice_items.list({"customer": customer_id, "limit": 100})
-    found = next((ii for ii in pending.data if (ii.metadata or {}).get("hearth_key") == key), None)
+    found = next((ii for ii in pending.data if metadata(ii).get("hearth_key") == key), None)
     stripe_item = found or client.v1.invoice_items.create(
         {"customer": customer_id, "amount": to_cents(amount), "currency": "usd", "description": description,
          "metadata": {"hearth_key": key, "hearth_account_id": str(account.pk)}},
@@ -154,7 +183,7 @@ def _invoice_item(account: Account, start: date, key: str, amount: Decimal, desc
 
 def invoice_create_and_pay(*, account: Account, period: date) -> Invoice | None:
     """The period's invoice from its pending items, finalized and charged to the default card."""
-    start, _end = _period_bounds(period)
+    start, _since, _until = _period_bounds(period)
     items = InvoiceItem.objects.for_account(account).filter(period=start)
     amount = items.aggregate(total=Sum("amount_usd"))["total"]
     if amount is None:
@@ -167,7 +196,8 @@ def invoice_create_and_pay(*, account: Account, period: date) -> Invoice | None:
     client = stripe_client()
     if not invoice.stripe_invoice_id:
         stripe_invoice = client.v1.invoices.create(
-            {"customer": customer_ensure(account=account), "description": f"Hearth usage, {start:%B %Y}",
+            {"customer": customer_ensure(account=account), "subscription": subscription_ensure(account=account),
+             "description": f"Hearth usage, {start:%B %Y}",
              "metadata": {"hearth_account_id": str(account.pk), "hearth_period": f"{start:%Y%m}"}},
             {"idempotency_key": f"hearth-inv-{account.pk}-{start:%Y%m}"},
         )
@@ -201,8 +231,8 @@ def invoice_status_set(*, stripe_invoice_id: str, paid: bool) -> Invoice | None:
 
 def period_close(*, period: date) -> list[Invoice]:
     """The monthly job: for every account with usage in the period, push items, then invoice and charge."""
-    start, end = _period_bounds(period)
-    account_ids = (UsageRollup.dangerously_unscoped.filter(hour__gte=start, hour__lt=end)  # all tenants, by design
+    start, since, until = _period_bounds(period)
+    account_ids = (UsageRollup.dangerously_unscoped.filter(hour__gte=since, hour__lt=until)  # all tenants, by design
                    .values_list("account_id", flat=True).distinct())
     invoices = []
     for account in Account.objects.filter(pk__in=list(account_ids)).order_by("pk"):
