@@ -8,6 +8,19 @@ from kernels.triton_ops.sampling import top_k_top_p_min_p_mask
 VOCAB = 1000
 
 
+def assert_same_kept_sets(out: torch.Tensor, expected: torch.Tensor, logits: torch.Tensor, top_p: torch.Tensor) -> None:
+    # Exact, except where the top-p cut sits within float rounding of top_p: the kernel sums the mass above a
+    # value in another order than the reference's sorted cumsum, so one tie group at that edge may flip.
+    for row in range(out.shape[0]):
+        differs = torch.isfinite(out[row]) != torch.isfinite(expected[row])
+        assert torch.equal(out[row][~differs], expected[row][~differs])
+        if differs.any():
+            values = logits[row][differs].unique()
+            assert values.numel() == 1, f"row {row}: {int(differs.sum())} tokens in {values.numel()} tie groups differ"
+            mass_above = logits[row].double().softmax(-1)[logits[row] > values[0]].sum().item()
+            assert abs(mass_above - float(top_p[row])) < 1e-5, f"row {row}: differs away from the top-p edge"
+
+
 def _logits(batch: int, vocab: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, vocab, generator=g) * 2.5
@@ -44,7 +57,7 @@ def test_mask_equals_reference_exactly(block: int) -> None:
     expected = reference.top_k_top_p_min_p_mask(logits, top_k, top_p, min_p)
     kept = torch.isfinite(expected).sum(-1).tolist()
     assert kept[0] == VOCAB and kept[5] == 1 and 1 < kept[8] < 17  # the settings bite as intended
-    assert torch.equal(out, expected), (torch.isfinite(out).sum(-1).tolist(), kept)
+    assert_same_kept_sets(out, expected, logits, top_p)
 
 
 @pytest.mark.skipif(not GPU, reason="a full vocabulary is for the GPU run")
@@ -56,7 +69,7 @@ def test_mask_full_vocabulary() -> None:
     top_p = torch.rand(batch, generator=g).to(DEVICE)
     min_p = (torch.rand(batch, generator=g) * 0.1).to(DEVICE)
     out = top_k_top_p_min_p_mask(logits, top_k, top_p, min_p)
-    assert torch.equal(out, reference.top_k_top_p_min_p_mask(logits, top_k, top_p, min_p))
+    assert_same_kept_sets(out, reference.top_k_top_p_min_p_mask(logits, top_k, top_p, min_p), logits, top_p)
 
 
 def test_mask_rejects_half_precision_logits() -> None:
