@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-model-len", type=int, default=None)
     p.add_argument("--num-kv-blocks", type=int, default=None)
     p.add_argument("--advertise-url", default=None, help="URL written to the registry; default http://host:port")
+    p.add_argument("--graceful-shutdown-s", type=float, default=30.0, help="on SIGTERM, wait this long for streams")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     if args.max_loras < 0:
@@ -72,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         worker_secret=os.environ.get("HEARTH_WORKER_SECRET") or None,
     )
     app = create_app(engine, settings)  # type: ignore[arg-type]
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=args.graceful_shutdown_s,  # uvicorn's default waits for open streams forever
+    )
     # uvicorn re-raises the signal it caught once it has shut down, so the process would die "by SIGTERM" (-15).
     # Handlers installed here are what it restores before re-raising: the process then exits 0 after a clean stop.
     for sig in (signal.SIGTERM, signal.SIGINT):

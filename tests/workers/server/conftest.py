@@ -51,6 +51,7 @@ def start_worker(model_path: Path, log_dir: Path, extra_env: dict[str, str] | No
         sys.executable, "-m", "workers.server", "--model", str(model_path), "--host", "127.0.0.1",
         "--port", str(port), "--worker-id", worker_id, "--redis-url", os.environ["REDIS_URL"],
         "--region", "test", "--log-level", "warning",
+        "--num-kv-blocks", "256",  # 4096 tokens of KV (fp32, 45 KiB/token: 180 MiB), not the 1 GiB default
     ]
     log = log_path.open("wb")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

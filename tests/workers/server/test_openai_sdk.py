@@ -95,6 +95,11 @@ def test_logprobs_and_top_logprobs(client):
     assert b"".join(bytes(t.bytes) for t in content).decode() == choice.message.content
     plain = _chat(client, max_tokens=6)
     assert plain.choices[0].logprobs is None
+    streamed = list(_chat(client, max_tokens=6, logprobs=True, top_logprobs=3, stream=True))
+    tokens = [t for c in streamed if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert [t.token for t in tokens] == [t.token for t in content]
+    # Same tokens; logprobs agree to float noise (this run reads its prompt from the prefix cache: ~1e-6 apart).
+    assert all(abs(a.logprob - b.logprob) < 1e-3 for a, b in zip(tokens, content, strict=True))
 
 
 def test_max_tokens_and_max_completion_tokens_stop_with_length(client):
