@@ -108,6 +108,10 @@ class RequestStream:
             self._finished = set(range(self._n))
             self._owner.abort(self.request_id)
 
+    def __del__(self) -> None:
+        # Safety net: a stream dropped unread (a client gone before its SSE body started) must not keep generating.
+        self.close()
+
 
 class AsyncEngine:
     def __init__(self, engine: EngineLike, metrics: WorkerMetrics | None = None):

@@ -3,13 +3,19 @@ fake_engine.py, same interface) behind the real app, uvicorn and openai SDK: the
 step that raises mid-stream (the request ends with an error event, the worker keeps serving), and param mapping
 from pydantic error locations. The real-model behaviour is covered by the other modules."""
 
+import asyncio
+import gc
+import time
+
 import httpx
 import openai
 import pytest
 
 from tests.workers.server._serve import MODEL, serve_in_thread
 from tests.workers.server.fake_engine import FakeEngine
+from workers.engine.sampling_params import SamplingParams
 from workers.server.app import ServerSettings, create_app
+from workers.server.async_engine import AsyncEngine
 from workers.server.errors import _param_from_loc
 
 MESSAGES = [{"role": "user", "content": "Hello there"}]
@@ -69,3 +75,24 @@ def test_unknown_route_and_method_come_out_in_openai_shape():
 )
 def test_param_names_drop_union_member_segments(loc, param):
     assert _param_from_loc(loc) == param
+
+
+def test_a_stream_dropped_unread_aborts_its_request():
+    # max_tokens=None: the stand-in never finishes on its own, so only the abort can end it.
+    async def scenario() -> None:
+        engine = FakeEngine()
+        loop_engine = AsyncEngine(engine)
+        loop_engine.start()
+        try:
+            stream = await loop_engine.add_request("dropped", [5, 6, 7], SamplingParams(max_tokens=None))
+            assert engine.has_unfinished_requests()
+            del stream
+            gc.collect()
+            deadline = time.monotonic() + 10
+            while engine.has_unfinished_requests() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert not engine.has_unfinished_requests()
+        finally:
+            await loop_engine.stop()
+
+    asyncio.run(scenario())
