@@ -8,6 +8,13 @@ from rest_framework.test import APIClient
 PASSWORD = "amber-kettle-orbit-42"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    # PBKDF2 at Django 5.2's 1,000,000 iterations costs ~0.5 s per sign-up/log-in on this CPU; hashing strength is
+    # not what these tests check (Django's own docs suggest this for test runs).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def signup(db) -> Callable:
     from accounts.services import account_signup
