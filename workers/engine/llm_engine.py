@@ -8,6 +8,7 @@ import itertools
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,19 +20,29 @@ from workers.engine.outputs import CompletionDelta
 from workers.engine.sampling_params import InvalidRequestError, SamplingParams
 from workers.engine.scheduler import Scheduler
 from workers.engine.sequence import Sequence
-from workers.loader import load_model
 from workers.models.llama import LlamaForCausalLM
-from workers.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from workers.tokenizer import Tokenizer
 
 
 class LLMEngine:
     def __init__(
-        self, config: EngineConfig, *, model: LlamaForCausalLM | None = None, tokenizer: Tokenizer | None = None
+        self, config: EngineConfig, *, model: LlamaForCausalLM | None = None, tokenizer: "Tokenizer | None" = None
     ) -> None:
-        # model/tokenizer may be passed in already loaded (tests share one model between engines).
+        # model/tokenizer may be passed in already loaded (tests share one model between engines; the GPU benchmark
+        # passes random weights and a stand-in tokenizer, so the file loaders and their packages stay unimported).
         self.config = config
-        self.model = model if model is not None else load_model(config.model, DTYPES[config.dtype], config.device)
-        self.tokenizer = tokenizer if tokenizer is not None else Tokenizer.from_path(config.model)
+        if model is None:
+            from workers.loader import load_model
+
+            model = load_model(config.model, DTYPES[config.dtype], config.device)
+        if tokenizer is None:
+            from workers.tokenizer import Tokenizer
+
+            tokenizer = Tokenizer.from_path(config.model)
+        self.model = model
+        self.tokenizer = tokenizer
         mcfg = self.model.config
         num_blocks = config.num_kv_blocks or max(
             1, config.kv_cache_memory_bytes // kv_block_bytes(self.model, config.block_size, DTYPES[config.dtype])

@@ -6,15 +6,15 @@ stop string, not even its first half; a stop string found ends the sequence and 
 
 from collections.abc import Callable
 
+from workers.engine.detokenizer import Decoder, IncrementalDetokenizer
 from workers.engine.outputs import CompletionDelta
 from workers.engine.sequence import Sequence
-from workers.tokenizer import IncrementalDetokenizer, Tokenizer
 
 
 class SequenceText:
     __slots__ = ("detok", "pending", "stops")
 
-    def __init__(self, tokenizer: Tokenizer, seq: Sequence) -> None:
+    def __init__(self, tokenizer: Decoder, seq: Sequence) -> None:
         prompt = seq.token_ids[: seq.num_prompt_tokens]
         self.detok = IncrementalDetokenizer(tokenizer, prompt, skip_special_tokens=seq.params.skip_special_tokens)
         self.pending = ""  # decoded, not yet emitted (a possible stop-string prefix)
@@ -53,7 +53,7 @@ class SequenceText:
 
 
 class OutputProcessor:
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Decoder) -> None:
         self.tokenizer = tokenizer
 
     def process(self, seqs: list[Sequence], finish: Callable[[Sequence, str], None]) -> list[CompletionDelta]:
