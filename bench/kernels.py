@@ -176,7 +176,8 @@ def sampling(rows: list[Row]) -> None:
         top_p = torch.rand(batch, device=DEV) * 0.5 + 0.5
         min_p = torch.zeros(batch, device=DEV)
         args = (logits, top_k, top_p, min_p)
-        differ = torch.isfinite(top_k_top_p_min_p_mask(*args)) != torch.isfinite(reference.top_k_top_p_min_p_mask(*args))
+        ours, ref = top_k_top_p_min_p_mask(*args), reference.top_k_top_p_min_p_mask(*args)
+        differ = torch.isfinite(ours) != torch.isfinite(ref)
         rows_differ = int(differ.any(-1).sum())  # only at a top-p edge within float rounding (see the test)
         ms = bench(lambda a=args: top_k_top_p_min_p_mask(*a))
         base_ms = bench(lambda a=args: reference.top_k_top_p_min_p_mask(*a))

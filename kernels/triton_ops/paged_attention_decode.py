@@ -18,6 +18,12 @@ BLOCK_N = 64
 MIN_KEYS_PER_SPLIT = 256
 
 
+def num_warps_for(dtype: torch.dtype) -> int:
+    # sm_90 cubins compiled here (tests/kernels/test_sm90_compile.py), D=128, 64-key tiles: bf16 with 4 warps
+    # takes 246 registers and no spills; fp32 (IEEE dots on FMA units) spills 624 B with 4 warps, none with 8.
+    return 8 if dtype == torch.float32 else 4
+
+
 @triton.jit
 def _paged_attention_decode_kernel(
     q_ptr, kc_ptr, vc_ptr, seq_lens_ptr, bt_ptr, out_ptr, part_out_ptr, part_lse_ptr,
@@ -128,6 +134,7 @@ def paged_attention_decode(
     *,
     num_splits: int | None = None,
     block_n: int = BLOCK_N,
+    num_warps: int | None = None,
 ) -> torch.Tensor:
     # q: [B, Hq, D], one query per sequence at position seq_lens[b] - 1; caches [N, block_size, Hk, D] -> [B, Hq, D]
     check_paged_inputs(q, k_cache, v_cache, block_tables)
@@ -156,7 +163,7 @@ def paged_attention_decode(
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_tables.stride(0), out.stride(0), out.stride(1),
         scale * LOG2E, block_size, group, head_dim, num_splits,
         GROUP_PAD=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n, BLOCK_D=block_d, SPLIT=split,
-        UPCAST=upcast, IEEE=ieee, num_warps=4, num_stages=2,
+        UPCAST=upcast, IEEE=ieee, num_warps=num_warps or num_warps_for(q.dtype), num_stages=2,
     )  # fmt: skip
     if split:
         _combine_splits_kernel[(batch, num_heads)](

@@ -42,8 +42,10 @@ def _arenas(k: int, n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Ten
 
 
 def _params() -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.tensor(RANKS, dtype=torch.int32, device=DEVICE),
-            torch.tensor(SCALES, dtype=torch.float32, device=DEVICE))
+    return (
+        torch.tensor(RANKS, dtype=torch.int32, device=DEVICE),
+        torch.tensor(SCALES, dtype=torch.float32, device=DEVICE),
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -73,7 +75,7 @@ def test_expand_adds_into_a_column_slice(dtype: torch.dtype, case: str) -> None:
     v[:, :] = randn(len(slots), R_MAX, dtype=torch.float32, seed=3)
     seg = LoraSegments.from_token_slots(slots, DEVICE)
     for start, end, slot in seg.runs:  # the shrink leaves zeros past the rank; the expand may rely on that or not
-        v[start:end, RANKS[slot]:] = 0
+        v[start:end, RANKS[slot] :] = 0
     ranks_t, scales_t = _params()
     merged = randn(len(slots), n + 30, dtype=dtype, seed=4)  # y is merged[:, 10:10+n]
     want = merged.clone()
