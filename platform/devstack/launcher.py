@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -86,10 +87,19 @@ def _wait_http(url: str, child: Child, timeout: float = 90) -> None:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status < 500:
                     return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:  # it answers; a 4xx is the app's business
+                return
         except OSError:
             pass
         time.sleep(0.25)
     raise ServiceError(f"{child.name} did not answer at {url} within {timeout:.0f} s; see {child.log_path}")
+
+
+def _health_url(args: argparse.Namespace, child: Child) -> str:
+    port = {"control-plane": args.port, "gateway": args.gateway_port, "worker-w0": args.worker_port}[child.name]
+    path = "/api/v1/auth/csrf" if child.name == "control-plane" else "/health"
+    return f"http://{args.host}:{port}{path}"
 
 
 def _plan(args: argparse.Namespace, env: dict[str, str], logs: Path) -> list[Child]:
@@ -120,9 +130,10 @@ def run(args: argparse.Namespace) -> int:
     home: Path = args.home.resolve()
     logs, run_dir = home / "logs", home / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
-    for port in [args.port]:
+    ports = {"--port": args.port, "--gateway-port": args.gateway_port, "--worker-port": args.worker_port}
+    for flag, port in ports.items():
         if not _port_free(args.host, port):
-            print(f"error: {args.host}:{port} is in use (another `make up`?). Pass --port to pick another.",
+            print(f"error: {args.host}:{port} is in use (another `make up`?). Pass {flag} to pick another port.",
                   file=sys.stderr)
             return 2
     env = dict(os.environ, HEARTH_HOME=str(home), PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="hearth_platform.settings")
@@ -150,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
         children = _plan(args, env, logs)
         for child in children:
             child.start()
-        _wait_http(f"http://{args.host}:{args.port}/api/v1/auth/csrf", children[0])
+        for child in children:
+            if not child.name.startswith("celery"):
+                _wait_http(_health_url(args, child), child, timeout=180)  # the worker loads its model first
         _write_state(run_dir / "launcher.json", postgres, redis_server, children)
         _print_banner(args, env, children, logs)
         while True:

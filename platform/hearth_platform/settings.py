@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEARTH_HOME = Path(os.environ.get("HEARTH_HOME", REPO_ROOT / ".hearth"))
-DEBUG = os.environ.get("HEARTH_DEBUG", "1") == "1"
 HEARTH_ENV = os.environ.get("HEARTH_ENV", "development")
+DEBUG = os.environ.get("HEARTH_DEBUG", "1" if HEARTH_ENV == "development" else "0") == "1"
 
 SECRET_KEY = os.environ.get("HEARTH_SECRET_KEY", "")
 if not SECRET_KEY:
@@ -18,6 +18,10 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = [h for h in os.environ.get("HEARTH_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("HEARTH_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+# Outside development the dashboard is served over HTTPS (behind a proxy that sets X-Forwarded-Proto).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HEARTH_ENV != "development"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HEARTH_ENV != "development" else None
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
 
 
 def database_from_url(url: str) -> dict:

@@ -3,7 +3,9 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
+from accounts.models import User
 from catalog.models import BaseModel
+from keys.services import api_key_create
 
 
 @pytest.mark.django_db
@@ -43,3 +45,16 @@ def test_schema_docs_and_admin_are_served(client):
     assert client.get("/api/docs/").status_code == 200
     response = client.get("/admin/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+@pytest.mark.django_db
+def test_admin_pages_render_for_staff(client, signup):
+    _user, account = signup()
+    api_key_create(account=account, name="in-admin")
+    admin = User.objects.create_superuser(email="root@example.com", password="x-very-long-password-1")
+    client.force_login(admin)
+    for url in ["/admin/accounts/user/", "/admin/accounts/account/", f"/admin/accounts/account/{account.pk}/change/",
+                "/admin/keys/apikey/", "/admin/catalog/basemodel/"]:
+        response = client.get(url)
+        assert response.status_code == 200, url
+    assert "hk_…" in client.get("/admin/keys/apikey/").content.decode()
