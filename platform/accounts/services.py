@@ -68,7 +68,7 @@ def account_signup(*, email: str, password: str, account_name: str | None = None
             user.save(force_insert=True)
     except IntegrityError:
         raise ConflictError("An account with this e-mail address already exists. Log in instead.", field="email") from None
-    account = Account.objects.create(slug=_unique_slug(email.split("@")[0]), name=name)
+    account = Account.objects.create(slug=_unique_slug(name), name=name)
     Membership(account=account, user=user, role=Membership.Role.OWNER).save(force_insert=True)
     return user, account
 

@@ -32,7 +32,7 @@ def test_signup_login_logout_with_csrf_enforced():
     assert created.status_code == 201, created.content
     assert created.json()["user"]["email"] == "grace@example.com"
     account = Account.objects.get(slug=created.json()["account"]["slug"])
-    assert account.name == "Grace's lab"
+    assert account.name == "Grace's lab" and account.slug == "graces-lab"
     membership = Membership.objects.for_account(account).get()
     assert membership.role == "owner" and membership.user.email == "grace@example.com"
     assert "password" not in created.content.decode()
@@ -114,6 +114,8 @@ def test_slugs_are_unique_and_never_hearth():
     _u1, a1 = account_signup(email="hearth@example.com", password=PASSWORD)
     _u2, a2 = account_signup(email="hearth@example.org", password=PASSWORD)
     assert a1.slug != "hearth" and a2.slug != a1.slug
+    _u3, a3 = account_signup(email="sym@example.com", password=PASSWORD, account_name="!!!")
+    assert a3.slug == "account" and a3.name == "!!!"
 
 
 @pytest.mark.django_db
