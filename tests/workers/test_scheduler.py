@@ -167,3 +167,16 @@ def test_a_prefix_hit_skips_computed_tokens() -> None:
     batch, _ = step(s)
     assert batch is not None and batch.seqs[-1] is b and batch.num_new_tokens[-1] == 1
     assert b.num_cached_tokens == 12
+
+
+def test_a_shared_prefix_in_flight_is_waited_for_not_recomputed() -> None:
+    s = make(budget=64)
+    (a,) = seqs_for(13)
+    b = Sequence(10**7 + 1, "rb", 0, a.token_ids[:12] + [5, 6, 7], a.params, 8)
+    s.add([a])
+    s.add([b])
+    batch, _ = step(s)  # b's first block is being computed by a: b waits instead of computing it too
+    assert batch is not None and batch.seqs == [a]
+    batch, _ = step(s)
+    assert batch is not None and batch.seqs[-1] is b and b.num_cached_tokens == 12
+    assert batch.num_new_tokens[-1] == 3

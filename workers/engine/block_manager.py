@@ -79,6 +79,20 @@ class BlockManager:
             hits.append(block_id)
         return hits
 
+    def hashes_completed(self, seq: Sequence, num_new_tokens: int) -> list[bytes]:
+        """Hashes of the blocks that computing num_new_tokens more of seq will fill (prefix caching only)."""
+        if not self.enable_prefix_caching:
+            return []
+        first = seq.num_computed_tokens // self.block_size
+        last = (seq.num_computed_tokens + num_new_tokens) // self.block_size
+        return [self._block_hash(seq, i) for i in range(first, last)]
+
+    def next_block_hash(self, seq: Sequence, hits: list[int]) -> bytes | None:
+        """The hash of the first full block after a lookup's hits (None: no further block could ever hit)."""
+        if not self.enable_prefix_caching or len(hits) >= (seq.num_tokens - 1) // self.block_size:
+            return None
+        return self._block_hash(seq, len(hits))
+
     # -- admission of a waiting sequence ---------------------------------------------------------------------------
     def can_allocate(self, seq: Sequence, hits: list[int], num_new_tokens: int) -> bool:
         num_new_blocks = self.num_blocks_for(len(hits) * self.block_size + num_new_tokens) - len(hits)

@@ -85,17 +85,25 @@ class Scheduler:
         return ScheduledBatch(seqs, num_new, samples, is_prefill=any(n > 1 for n in num_new))
 
     def _admit(self, seqs: list[Sequence], num_new: list[int], budget: int) -> None:
+        bm = self.block_manager
         adapters = {s.adapter_id for s in self.running if s.adapter_id is not None}
+        # Blocks this step's prefill chunks will fill: a request that would compute one of them again waits a step
+        # and then hits it (64 requests behind one 400-token system prompt otherwise all start on it at once).
+        in_flight = {h for s, n in zip(seqs, num_new, strict=True) if n > 1 for h in bm.hashes_completed(s, n)}
         for seq in list(self.waiting):
             if budget == 0 or len(self.running) >= self.max_num_seqs:
                 return
             if seq.adapter_id is not None and seq.adapter_id not in adapters and len(adapters) >= self.max_loras:
                 continue  # at most max_loras distinct adapters a step; later requests with resident ones go ahead
-            hits = self.block_manager.lookup(seq)
-            n = min(seq.num_tokens - len(hits) * self.block_manager.block_size, budget)
-            if not self.block_manager.can_allocate(seq, hits, n):
+            hits = bm.lookup(seq)
+            if in_flight and bm.next_block_hash(seq, hits) in in_flight:
+                continue
+            n = min(seq.num_tokens - len(hits) * bm.block_size, budget)
+            if not bm.can_allocate(seq, hits, n):
                 return  # first come, first served for memory
-            self.block_manager.allocate(seq, hits, n)
+            bm.allocate(seq, hits, n)
+            if bm.enable_prefix_caching:
+                in_flight.update(bm.hashes_completed(seq, n))
             if seq.num_cached_tokens < 0:  # first admission: what the request is billed as cached
                 seq.num_cached_tokens = min(seq.num_computed_tokens, seq.num_prompt_tokens)
             self.waiting.remove(seq)
