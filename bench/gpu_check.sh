@@ -12,12 +12,20 @@ OUT=${OUT:-$PWD/gpu_check_out}
 mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 : >"$LOG"
-ENGINE_ARGS=${ENGINE_BENCH_ARGS:---device cuda --random-weights --dtype bfloat16}
+ENGINE_ARGS=${ENGINE_BENCH_ARGS:---device cuda --random-weights --dtype bfloat16 --no-hf}
+BUDGET=${GPU_CHECK_BUDGET_S:-465}  # the whole script, seconds; each step's timeout is capped by what is left
 PYTEST_FLAGS=(-q --tb=short -p no:cacheprovider -c /dev/null --rootdir . -o pythonpath=.)
 
 step() {  # step <name> <seconds> <command...>
   local name=$1 secs=$2
   shift 2
+  local left=$((BUDGET - SECONDS))
+  if [ "$left" -lt 15 ]; then
+    echo "=== $name: skipped, ${left}s of the budget left ===" | tee -a "$LOG"
+    SUMMARY+=("$name: skipped (budget)")
+    return
+  fi
+  [ "$secs" -gt "$left" ] && secs=$left
   echo "=== $name (timeout ${secs}s) ===" | tee -a "$LOG"
   local t0=$SECONDS
   timeout --kill-after=10 "$secs" "$@" 2>&1 | tee -a "$LOG"
@@ -30,11 +38,14 @@ SUMMARY=()
 if command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; then
   step "nvidia-smi" 20 bash -c "nvidia-smi | head -n 15"
   step "versions" 60 "$PY" -c "import sys, torch, triton; print(sys.version.split()[0], torch.__version__, triton.__version__, torch.cuda.get_device_name(0))"
-  step "kernel tests on the GPU" 210 env HEARTH_GPU_TESTS=1 "$PY" -m pytest tests/kernels "${PYTEST_FLAGS[@]}"
+  step "kernel tests on the GPU" 200 env HEARTH_GPU_TESTS=1 "$PY" -m pytest tests/kernels "${PYTEST_FLAGS[@]}"
   step "kernel benchmarks" 120 "$PY" bench/kernels.py
   if [ -f bench/engine.py ]; then
-    step "engine bench, Triton kernels" 50 "$PY" bench/engine.py $ENGINE_ARGS
-    step "engine bench, torch reference ops" 50 env HEARTH_KERNELS=reference "$PY" bench/engine.py $ENGINE_ARGS
+    # the same short workload both ways first (the reference ops loop over sequences in Python), then the full one
+    step "engine bench --quick, Triton kernels" 45 "$PY" bench/engine.py $ENGINE_ARGS --quick
+    step "engine bench --quick, torch reference ops" 60 env HEARTH_KERNELS=reference "$PY" bench/engine.py $ENGINE_ARGS --quick
+    step "engine bench full, Triton kernels" 120 "$PY" bench/engine.py $ENGINE_ARGS
+    [ -f bench/RESULTS.md ] && cp bench/RESULTS.md "$OUT/RESULTS.engine-triton-full.md"
   else
     echo "bench/engine.py not present: engine step skipped" | tee -a "$LOG"
   fi
