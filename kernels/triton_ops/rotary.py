@@ -31,14 +31,15 @@ def _rotary_kernel(
     token = tl.program_id(0).to(tl.int64)
     pos = tl.load(pos_ptr + token).to(tl.int64)
     dims = tl.arange(0, BLOCK_HALF)[None, :]
-    cos = tl.load(cs_ptr + pos * stride_cs + dims, mask=dims < half, other=0.0)
-    sin = tl.load(cs_ptr + pos * stride_cs + half + dims, mask=dims < half, other=0.0)
+    # the table is fp32 unless a model.to(dtype) converted the buffer; the math is fp32 either way
+    cos = tl.load(cs_ptr + pos * stride_cs + dims, mask=dims < half, other=0.0).to(tl.float32)
+    sin = tl.load(cs_ptr + pos * stride_cs + half + dims, mask=dims < half, other=0.0).to(tl.float32)
     _rotate_heads(q_ptr, token, stride_qt, stride_qh, n_q_heads, cos, sin, half, BLOCK_HQ, BLOCK_HALF)
     _rotate_heads(k_ptr, token, stride_kt, stride_kh, n_k_heads, cos, sin, half, BLOCK_HK, BLOCK_HALF)
 
 
 def apply_rotary(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor) -> None:
-    # in place; q: [T, Hq, D], k: [T, Hk, D], positions: [T] int, cos_sin: [P, D] fp32 (cos | sin)
+    # in place; q: [T, Hq, D], k: [T, Hk, D], positions: [T] int, cos_sin: [P, D] (cos | sin), fp32 from rotary_cos_sin
     if q.dim() != 3 or k.dim() != 3 or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
         raise ValueError(f"apply_rotary expects q [T, Hq, D] and k [T, Hk, D], got {tuple(q.shape)}, {tuple(k.shape)}")
     head_dim = q.shape[2]
@@ -46,8 +47,8 @@ def apply_rotary(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_
         raise ValueError("apply_rotary needs an even head dim that is contiguous in memory")
     if positions.shape != (q.shape[0],) or cos_sin.dim() != 2 or cos_sin.shape[1] != head_dim:
         raise ValueError(f"positions {tuple(positions.shape)} / cos_sin {tuple(cos_sin.shape)} do not match q")
-    if cos_sin.stride(1) != 1 or cos_sin.dtype != torch.float32:
-        raise ValueError("cos_sin must be a row-contiguous fp32 table from rotary_cos_sin")
+    if cos_sin.stride(1) != 1 or not cos_sin.is_floating_point():
+        raise ValueError("cos_sin must be a row-contiguous float table from rotary_cos_sin")
     if q.shape[0] == 0:
         return
     half = head_dim // 2

@@ -33,3 +33,16 @@ def test_apply_rotary_rejects_odd_head_dim() -> None:
     positions = torch.zeros(2, dtype=torch.int64, device=DEVICE)
     with pytest.raises(ValueError, match="even head dim"):
         apply_rotary(q, q.clone(), positions, torch.zeros(8, 63, device=DEVICE))
+
+
+def test_apply_rotary_with_a_bf16_table() -> None:
+    # model.to(bfloat16) converts the registered cos/sin buffer too
+    q = randn(3, 4, 64, dtype=torch.bfloat16, seed=24)
+    k = randn(3, 2, 64, dtype=torch.bfloat16, seed=25)
+    q_ref, k_ref = q.clone(), k.clone()
+    positions = torch.tensor([0, 5, 200], device=DEVICE)
+    cos_sin = reference.rotary_cos_sin(256, 64, 10000.0, device=DEVICE).to(torch.bfloat16)
+    apply_rotary(q, k, positions, cos_sin)
+    reference.apply_rotary(q_ref, k_ref, positions, cos_sin)
+    assert_close(q, q_ref)
+    assert_close(k, k_ref)
