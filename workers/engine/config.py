@@ -17,6 +17,9 @@ class EngineConfig:
     max_model_len: int | None = None  # None: the model's context (capped by the KV pool)
     enable_prefix_caching: bool = True
     max_loras: int = 4  # distinct adapters in one step
+    max_cpu_loras: int = 16  # adapters kept in host memory (LRU) above the max_loras device slots
+    max_lora_rank: int = 64  # width of a device slot; higher-rank adapters are refused
+    adapter_store: str | None = None  # folder of validated adapters `<store>/<uid>/` (None: adapters added in code)
     seed: int = 0  # seeds the sampler of requests without their own seed
 
     def __post_init__(self) -> None:

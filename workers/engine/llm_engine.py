@@ -20,6 +20,7 @@ from workers.engine.outputs import CompletionDelta
 from workers.engine.sampling_params import InvalidRequestError, SamplingParams
 from workers.engine.scheduler import Scheduler
 from workers.engine.sequence import Sequence
+from workers.lora.manager import AdapterNotFoundError, LoraManager
 from workers.models.llama import LlamaForCausalLM
 
 if TYPE_CHECKING:
@@ -57,7 +58,13 @@ class LLMEngine:
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         eos = sorted(set(self.tokenizer.eos_token_ids) | set(mcfg.eos_token_ids))
         self.scheduler = Scheduler(config, self.block_manager, eos)
-        self.model_runner = ModelRunner(config, self.model, num_blocks)
+        self.lora_manager = LoraManager(
+            mcfg, max_loras=config.max_loras, max_cpu_loras=max(config.max_cpu_loras, config.max_loras),
+            max_lora_rank=config.max_lora_rank, store=config.adapter_store, device=config.device,
+            dtype=DTYPES[config.dtype],
+        )
+        self.lora_manager.pinned = lambda: {s.adapter_id for s in self.scheduler.running if s.adapter_id is not None}
+        self.model_runner = ModelRunner(config, self.model, num_blocks, self.lora_manager)
         self.output_processor = OutputProcessor(self.tokenizer)
         self._requests: dict[str, list[Sequence]] = {}  # owned by the stepping thread
         self._live: set[str] = set()  # request ids accepted and not yet finished (guarded by _lock)
@@ -70,6 +77,13 @@ class LLMEngine:
         self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, adapter_id: str | None = None
     ) -> None:
         max_tokens = self._validate(prompt_token_ids, params)
+        if adapter_id is not None:
+            try:
+                self.lora_manager.get(adapter_id)  # loads it from the store into host memory the first time
+            except AdapterNotFoundError:
+                raise InvalidRequestError(
+                    f"The model adapter '{adapter_id}' does not exist", param="model", code="model_not_found"
+                ) from None
         now = time.monotonic()
         seqs = [
             Sequence(next(self._seq_ids), request_id, i, prompt_token_ids, params, max_tokens, adapter_id, now)
@@ -162,13 +176,15 @@ class LLMEngine:
 
     @torch.inference_mode()
     def generate(
-        self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams]
+        self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams],
+        adapter_ids: list[str | None] | None = None,
     ) -> list[list[list[int]]]:
         """Offline helper (tests, benchmarks): run prompts to completion -> per prompt, per choice, output ids."""
         plist = params if isinstance(params, list) else [params] * len(prompts)
         ids = [f"gen-{next(self._seq_ids)}" for _ in prompts]
-        for rid, prompt, p in zip(ids, prompts, plist, strict=True):
-            self.add_request(rid, prompt, p)
+        adapters = adapter_ids or [None] * len(prompts)
+        for rid, prompt, p, adapter in zip(ids, prompts, plist, adapters, strict=True):
+            self.add_request(rid, prompt, p, adapter)
         outs: dict[str, list[list[int]]] = {rid: [[] for _ in range(p.n)] for rid, p in zip(ids, plist, strict=True)}
         while self.has_unfinished_requests():
             for d in self.step():

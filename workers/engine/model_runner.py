@@ -7,6 +7,7 @@ from workers.engine.config import EngineConfig
 from workers.engine.outputs import SamplerOutput
 from workers.engine.sampler import Sampler
 from workers.engine.scheduler import ScheduledBatch
+from workers.lora.manager import LoraManager
 from workers.models.llama import LlamaForCausalLM
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -18,8 +19,11 @@ def kv_block_bytes(model: LlamaForCausalLM, block_size: int, dtype: torch.dtype)
 
 
 class ModelRunner:
-    def __init__(self, config: EngineConfig, model: LlamaForCausalLM, num_kv_blocks: int) -> None:
+    def __init__(
+        self, config: EngineConfig, model: LlamaForCausalLM, num_kv_blocks: int, lora: LoraManager | None = None
+    ) -> None:
         self.config = config
+        self.lora = lora
         self.model = model
         self.device = torch.device(config.device)
         self.dtype = DTYPES[config.dtype]
@@ -74,7 +78,8 @@ class ModelRunner:
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> SamplerOutput:
         input_ids, positions, attn = self.prepare(batch)
-        hidden = self.model(input_ids, positions, attn, self.kv_caches)  # [T, H]
+        hook = self.lora.prepare([s.adapter_id for s in batch.seqs], batch.num_new_tokens) if self.lora else None
+        hidden = self.model(input_ids, positions, attn, self.kv_caches, hook)  # [T, H]
         rows = [i for i, s in enumerate(batch.samples) if s]
         if not rows:
             return SamplerOutput([])
