@@ -1,0 +1,81 @@
+"""One LoRA adapter read from a validated PEFT folder (`<store>/<uid>/adapter_config.json` + safetensors).
+
+Per (layer, projection): A [r, in] and B [out, r] on the host, and one scale for the adapter:
+lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora (peft's rule).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from workers.model_config import ModelConfig
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_KEY_RE = re.compile(r"^base_model\.model\.model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_(A|B)\.weight$")
+
+
+class AdapterLoadError(ValueError):
+    """The folder is not a LoRA adapter this model can run (the control plane validates before; this is defence)."""
+
+
+def projection_dims(cfg: ModelConfig) -> dict[str, tuple[int, int]]:
+    """HF projection name -> (in_features, out_features)."""
+    h, i, q, kv = cfg.hidden_size, cfg.intermediate_size, cfg.q_size, cfg.kv_size
+    return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}  # fmt: skip
+
+
+@dataclass(slots=True)
+class LoraAdapter:
+    uid: str
+    rank: int
+    scale: float
+    targets: frozenset[str]  # projections this adapter changes
+    weights: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]]  # (layer, proj) -> (A [r, in], B [out, r])
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(a.nbytes + b.nbytes for a, b in self.weights.values())
+
+    @classmethod
+    def from_tensors(
+        cls, uid: str, config: dict, tensors: dict[str, torch.Tensor], model: ModelConfig, dtype: torch.dtype
+    ) -> LoraAdapter:
+        rank = config.get("r")
+        alpha = config.get("lora_alpha", rank)
+        if not isinstance(rank, int) or rank < 1 or not isinstance(alpha, int | float):
+            raise AdapterLoadError(f"adapter {uid}: bad r / lora_alpha in adapter_config.json")
+        scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+        dims = projection_dims(model)
+        parts: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+        for name, tensor in tensors.items():
+            m = _KEY_RE.match(name)
+            if m is None or m[2] not in dims or int(m[1]) >= model.num_layers:
+                raise AdapterLoadError(f"adapter {uid}: unexpected tensor {name}")
+            parts.setdefault((int(m[1]), m[2]), {})[m[3]] = tensor
+        weights: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        for (layer, proj), ab in parts.items():
+            fan_in, fan_out = dims[proj]
+            a, b = ab.get("A"), ab.get("B")
+            if a is None or b is None or a.shape != (rank, fan_in) or b.shape != (fan_out, rank):
+                raise AdapterLoadError(f"adapter {uid}: layer {layer} {proj} has missing or misshapen factors")
+            weights[(layer, proj)] = (a.to(dtype).contiguous(), b.to(dtype).contiguous())
+        targets = frozenset(p for _, p in weights)
+        return cls(uid, rank, float(scale), targets, weights)
+
+    @classmethod
+    def from_folder(cls, uid: str, folder: Path, model: ModelConfig, dtype: torch.dtype) -> LoraAdapter:
+        from safetensors.torch import load_file  # lazy: the engine itself needs only torch
+
+        try:
+            config = json.loads((folder / "adapter_config.json").read_text())
+            tensors = load_file(folder / "adapter_model.safetensors")  # safetensors only: never a pickle
+        except (OSError, ValueError) as exc:
+            raise AdapterLoadError(f"adapter {uid} can't be read from {folder}: {exc}") from None
+        return cls.from_tensors(uid, config, tensors, model, dtype)
