@@ -15,6 +15,8 @@ from workers.model_config import ModelConfig, UnsupportedModelError
 from workers.models.llama import LlamaForCausalLM, WeightLoadError
 from workers.models.reference_run import run_single
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 TINY = ModelConfig(
     architecture="llama", vocab_size=128, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4,
     num_kv_heads=2, head_dim=8, rope_theta=10000.0, rms_norm_eps=1e-5, max_position_embeddings=64,

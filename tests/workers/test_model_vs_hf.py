@@ -16,7 +16,7 @@ from workers.models.llama import LlamaForCausalLM
 from workers.models.reference_run import SingleSequence, greedy, run_single
 from workers.tokenizer import Tokenizer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 
 CHATS = [
     [{"role": "user", "content": "What is the capital of France?"}],
@@ -84,16 +84,11 @@ def test_smollm2_logits_match_hf(smollm2_fp32: LlamaForCausalLM, hf_smollm2, pro
 def test_smollm2_greedy_64_tokens_match_hf(
     smollm2_fp32: LlamaForCausalLM, hf_smollm2, prompts: list[list[int]], smollm2_tokenizer: Tokenizer
 ) -> None:
-    for ids in (prompts[0], prompts[3]):
-        ours = greedy(smollm2_fp32, ids, 64, block_size=16)
-        assert ours == _hf_greedy(hf_smollm2, ids, 64)
-        assert len(set(ours)) > 8, smollm2_tokenizer.decode(ours)  # a real continuation, not a stuck token
-
-
-def test_smollm2_chat_answer_is_sensible(smollm2_fp32: LlamaForCausalLM, smollm2_tokenizer: Tokenizer) -> None:
-    prompt = smollm2_tokenizer.apply_chat_template(CHATS[0])
-    out = greedy(smollm2_fp32, smollm2_tokenizer.encode(prompt, add_special_tokens=False), 12)
-    assert "Paris" in smollm2_tokenizer.decode(out)
+    # ours: one prefill, then 63 single-token decode steps through the paged cache; HF: its own KV-cached loop
+    ours = greedy(smollm2_fp32, prompts[0], 64, block_size=16)
+    assert ours == _hf_greedy(hf_smollm2, prompts[0], 64)
+    text = smollm2_tokenizer.decode(ours)
+    assert "Paris" in text and len(set(ours)) > 8, text  # a real answer, not a stuck token
 
 
 def test_bf16_is_close_to_fp32(smollm2_bf16: LlamaForCausalLM, smollm2_fp32: LlamaForCausalLM, prompts) -> None:

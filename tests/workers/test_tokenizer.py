@@ -6,7 +6,7 @@ import pytest
 
 from workers.tokenizer import ChatTemplateError, IncrementalDetokenizer, Tokenizer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 
 CORPUS = [
     "Hello, world!",

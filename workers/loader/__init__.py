@@ -59,13 +59,8 @@ def build_random_model(
     gen = torch.Generator(device="cpu").manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                values = 1.0 + 0.1 * torch.randn(p.shape, generator=gen)
-            elif name.endswith("bias"):
-                values = 0.02 * torch.randn(p.shape, generator=gen)
-            else:
-                values = 0.02 * torch.randn(p.shape, generator=gen)  # HF's initializer_range
-            p.copy_(values)
+            values = 0.02 * torch.randn(p.shape, generator=gen)  # HF's initializer_range
+            p.copy_(values + 1.0 if name.endswith("norm.weight") else values)
     return model.eval()
 
 
