@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from gateway.auth import Authenticator
+from gateway.billing_guard import BillingGuard, PriceBook
 from gateway.catalog import Catalog
 from gateway.db import Database
 from gateway.errors import install_error_handlers
@@ -38,6 +39,8 @@ class Services:
     registry: Registry
     upstream: Upstream
     metering: Metering
+    billing: BillingGuard
+    prices: PriceBook
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -61,7 +64,7 @@ def build_services(settings: Settings) -> Services:
         redis=client,
         auth=Authenticator(db, ttl_s=settings.key_cache_ttl_s, negative_ttl_s=settings.key_negative_ttl_s,
                            max_entries=settings.key_cache_max_entries),
-        catalog=Catalog(db, ttl_s=settings.catalog_ttl_s),
+        catalog=Catalog(db, ttl_s=settings.catalog_ttl_s, miss_refresh_s=settings.adapter_miss_refresh_s),
         limiter=RateLimiter(client, default_rpm=settings.default_rpm_limit, default_tpm=settings.default_tpm_limit,
                             key_rpm=settings.key_rpm_limit, key_tpm=settings.key_tpm_limit),
         registry=registry,
@@ -71,6 +74,8 @@ def build_services(settings: Settings) -> Services:
                           max_connections=settings.upstream_max_connections,
                           max_attempts=settings.max_upstream_attempts),
         metering=Metering(client, settings.spool_dir, replay_interval_s=settings.spool_replay_interval_s),
+        billing=BillingGuard(client),
+        prices=PriceBook(db.fetch),
     )
 
 
@@ -89,6 +94,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # gives each pubsub its own), and a sleeping loop each.
     background = [
         asyncio.create_task(services.auth.listen_revocations(services.redis), name="revocations"),
+        asyncio.create_task(services.catalog.listen_deletions(services.redis), name="adapter-deletions"),
         asyncio.create_task(services.registry.run(), name="registry"),
         asyncio.create_task(services.metering.run_writer(), name="usage-writer"),
         asyncio.create_task(services.metering.run_replayer(), name="usage-replayer"),

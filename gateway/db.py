@@ -23,6 +23,16 @@ WHERE is_active
 ORDER BY public_name
 """
 
+# An account's servable adapters: `ready` ones on an active base model. Public name accounts/<account slug>/models/<name>.
+ADAPTERS_SQL = """
+SELECT ad.id, ad.uid, ad.name, ad.created_at, a.slug, b.id, b.slug, b.context_length
+FROM adapters_adapter ad
+JOIN accounts_account a ON a.id = ad.account_id
+JOIN catalog_basemodel b ON b.id = ad.base_model_id
+WHERE ad.account_id = %s AND ad.status = 'ready' AND b.is_active
+ORDER BY ad.name
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
@@ -38,7 +48,7 @@ class KeyRecord:
 
 @dataclass(frozen=True, slots=True)
 class ModelEntry:
-    """One name a key may call: a catalog base model, or (later) an account's adapter served on its base."""
+    """One name a key may call: a catalog base model, or an account's adapter served on its base."""
 
     public_name: str  # accounts/hearth/models/<slug> or accounts/<account>/models/<adapter>
     base_model_id: int
@@ -67,27 +77,29 @@ class Database:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def _fetch(self, sql: str, params: tuple[object, ...] = ()) -> list[TupleRow]:
+    async def fetch(self, sql: str, params: tuple[object, ...] = ()) -> list[TupleRow]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(sql, params)
             return await cur.fetchall()
 
     async def key_by_hash(self, hashed_key: str) -> KeyRecord | None:
-        rows = await self._fetch(KEY_SQL, (hashed_key,))
+        rows = await self.fetch(KEY_SQL, (hashed_key,))
         if not rows:
             return None
         key_id, account_id, expires_at, revoked_at, slug, status, rpm, tpm = rows[0]
         return KeyRecord(key_id, account_id, slug, status, rpm, tpm, expires_at, revoked_at)
 
     async def base_models(self) -> list[ModelEntry]:
-        rows = await self._fetch(BASE_MODELS_SQL)
+        rows = await self.fetch(BASE_MODELS_SQL)
         return [
             ModelEntry(public_name, model_id, slug, context_length, int(created_at.timestamp()), "hearth")
             for model_id, slug, public_name, context_length, created_at in rows
         ]
 
     async def adapters_for_account(self, account_id: int) -> list[ModelEntry]:
-        # Adapters arrive with the adapters issue; their table is not pinned in docs/contracts.md yet. When it is,
-        # this returns the account's `ready` adapters as ModelEntry(adapter_id=..., adapter_uid=...), and the
-        # catalog, routing (adapter affinity) and metering (adapter_id) already carry them through.
-        return []
+        rows = await self.fetch(ADAPTERS_SQL, (account_id,))
+        return [
+            ModelEntry(f"accounts/{account_slug}/models/{name}", base_id, base_slug, context_length,
+                       int(created_at.timestamp()), account_slug, adapter_id=adapter_id, adapter_uid=uid)
+            for adapter_id, uid, name, created_at, account_slug, base_id, base_slug, context_length in rows
+        ]

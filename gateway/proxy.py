@@ -166,8 +166,10 @@ def _carries_text(data: str) -> bool:
 
 async def relay_sse(
     response: httpx.Response, state: RelayState, *, internal_model: str, public_model: str, include_usage: bool,
+    cost: Callable[[Usage], str | None] = lambda _: None,
 ) -> AsyncIterator[bytes]:
-    """Yields the client's SSE bytes; fills `state`. Ends with [DONE], or with an error event if the worker fails."""
+    """Yields the client's SSE bytes; fills `state`. Ends with [DONE], or with an error event if the worker fails.
+    The usage the client sees carries `cost` (USD string) from `cost(usage)`, as every billed response does."""
     swap = _model_swap(internal_model, public_model)
     try:
         async for line in response.aiter_lines():
@@ -181,13 +183,18 @@ async def relay_sse(
             if _usage_present(data):
                 chunk = json.loads(data)
                 state.usage = Usage.from_worker(chunk.get("usage"))
+                if include_usage:
+                    price = cost(state.usage)
+                    if price is not None and isinstance(chunk.get("usage"), dict):
+                        chunk["usage"]["cost"] = price
+                        data = json.dumps(chunk, separators=(",", ":"))
+                elif chunk.get("choices"):
+                    chunk["usage"] = None
+                    data = json.dumps(chunk, separators=(",", ":"))
                 if not chunk.get("choices"):
                     if include_usage:
                         yield f"data: {swap(data)}\n\n".encode()
                     continue
-                if not include_usage:
-                    chunk["usage"] = None
-                    data = json.dumps(chunk, separators=(",", ":"))
             if _carries_text(data):
                 state.num_content_chunks += 1
             if '"error"' in data and data.startswith('{"error"'):

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     key_negative_ttl_s: float = 5.0
     key_cache_max_entries: int = 100_000
     catalog_ttl_s: float = 5.0
+    # A name in the caller's namespace missing from its cached adapters is re-read at most this often, so a freshly
+    # validated adapter is callable at once without letting unknown names query Postgres per request.
+    adapter_miss_refresh_s: float = 1.0
     registry_refresh_s: float = 0.5
     # Bounded-load affinity: an adapter's holder is preferred while its load <= factor * (mean load + 1).
     affinity_load_factor: float = 1.25

@@ -2,6 +2,7 @@
 route, forward, and meter what the worker reports."""
 
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
@@ -11,7 +12,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from billing.pricing import InvalidUsage, Prices
 from gateway.auth import CurrentKey
+from gateway.billing_guard import COST_HEADER, request_cost
 from gateway.db import KeyRecord, ModelEntry
 from gateway.errors import NoCapacity, UpstreamFailed
 from gateway.metering import UsageEvent, utc_now_iso
@@ -24,6 +27,7 @@ from gateway.schemas import ChatCompletionRequest, CompletionRequest, _Request
 if TYPE_CHECKING:
     from gateway.app import Services
 
+log = logging.getLogger("hearth.gateway.inference")
 router = APIRouter(prefix="/v1")
 
 
@@ -57,6 +61,8 @@ async def _handle(request: Request, key: KeyRecord, body: _Request, path: str) -
     request_id: str = request.state.request_id
     body.check_extras()
     entry = await services.catalog.resolve(key, body.model)
+    await services.billing.check(key.account_id)  # over the spend limit: 429 insufficient_quota, never retried
+    prices = await services.prices.prices(entry.base_model_id)  # an adapter is priced as its base model
     max_new = body.max_new_tokens() or settings.default_max_tokens_estimate
     admission = await services.limiter.admit(key, math.ceil(body.prompt_chars() / 4) + max_new)
     workers = candidates(services.registry.workers(), base_model=entry.base_slug, adapter_uid=entry.adapter_uid,
@@ -96,15 +102,34 @@ async def _handle(request: Request, key: KeyRecord, body: _Request, path: str) -
             raise
         finally:
             await upstream.finish(worker, response)
-        meter(Usage.from_worker(data.get("usage")), "finished")
+        usage = Usage.from_worker(data.get("usage"))
+        meter(usage, "finished")
         data["model"] = body.model
-        return Response(json.dumps(data, separators=(",", ":")), media_type="application/json",
-                        headers=admission.headers)
-    return _stream(services, worker, response, entry, body, admission, meter)
+        headers = admission.headers
+        cost = _cost(prices, usage)
+        if cost is not None and isinstance(data.get("usage"), dict):
+            data["usage"]["cost"] = cost
+            headers = {**headers, COST_HEADER: cost}
+        return Response(json.dumps(data, separators=(",", ":")), media_type="application/json", headers=headers)
+    return _stream(services, worker, response, entry, body, admission, meter, lambda u: _cost(prices, u))
+
+
+def _cost(prices: Prices | None, usage: Usage) -> str | None:
+    """USD string by the ledger's formula (billing.pricing), or None when the model has no price row or the worker's
+    counts can't be rated (the ledger dead-letters those; the response goes out without a cost)."""
+    if prices is None:
+        return None
+    try:
+        return request_cost(prices, prompt_tokens=usage.prompt_tokens, cached_prompt_tokens=usage.cached_prompt_tokens,
+                            completion_tokens=usage.completion_tokens)
+    except InvalidUsage:
+        log.warning("worker usage can't be rated: %s", usage)
+        return None
 
 
 def _stream(services: "Services", worker: WorkerInfo, response: httpx.Response, entry: ModelEntry, body: _Request,
-            admission: Admission, meter: Callable[[Usage, str], None]) -> RelayResponse:
+            admission: Admission, meter: Callable[[Usage, str], None], cost: Callable[[Usage], str | None]
+            ) -> RelayResponse:
     state = RelayState()
     metered = False
 
@@ -122,7 +147,8 @@ def _stream(services: "Services", worker: WorkerInfo, response: httpx.Response, 
     async def body_iter() -> AsyncIterator[bytes]:
         try:
             async for chunk in relay_sse(response, state, internal_model=entry.worker_model,
-                                         public_model=body.model, include_usage=body.client_wants_usage):
+                                         public_model=body.model, include_usage=body.client_wants_usage,
+                                         cost=cost):
                 yield chunk
         finally:
             await close()

@@ -1,10 +1,13 @@
 """Chat and completions through a real gateway to a real SmolLM2 worker, with the official openai SDK."""
 
 import os
+from decimal import Decimal
 
 import pytest
 from conftest import SMOLLM2, wait_usage
 from gateway_testlib import sdk, wait_for_workers
+
+from billing.pricing import Prices, cost_usd, format_usd
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -19,7 +22,16 @@ def client(gateway, real_worker, make_key):
     return sdk(gateway.url, secret)
 
 
-def test_chat_streamed_usage_equals_non_streamed_and_is_metered(client, make_key):
+def _ledger_cost(base, usage) -> str:
+    """What billing's ledger charges for this usage (billing.pricing, the catalog row's prices)."""
+    prices = Prices(Decimal(base.price_input_per_mtok), Decimal(base.price_cached_input_per_mtok),
+                    Decimal(base.price_output_per_mtok))
+    cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
+    return format_usd(cost_usd(prices, prompt_tokens=usage.prompt_tokens, cached_prompt_tokens=cached or 0,
+                               completion_tokens=usage.completion_tokens))
+
+
+def test_chat_streamed_usage_equals_non_streamed_and_is_metered(client, catalog):
     redis_url = os.environ["REDIS_URL"]
     full = client.chat.completions.with_raw_response.create(model=PUBLIC, messages=MESSAGES, max_tokens=6,
                                                             temperature=0)
@@ -47,6 +59,12 @@ def test_chat_streamed_usage_equals_non_streamed_and_is_metered(client, make_key
     assert (streamed_event["prompt_tokens"], streamed_event["completion_tokens"]) == (reply.usage.prompt_tokens, 6)
     assert streamed_event["cached_prompt_tokens"] == streamed.prompt_tokens_details.cached_tokens
     assert streamed_event["status"] == "finished" and streamed_event["adapter_id"] is None
+
+    # Every response carries its cost by the ledger's formula: header and usage.cost on the plain response, usage.cost
+    # in the stream's usage chunk (whose prompt hit the prefix cache, so cached tokens are priced as such).
+    assert full.headers["x-hearth-cost"] == reply.usage.cost == _ledger_cost(catalog[SMOLLM2], reply.usage)
+    assert streamed.cost == _ledger_cost(catalog[SMOLLM2], streamed)
+    assert Decimal(streamed.cost) > 0
 
 
 def test_stream_without_include_usage_has_no_usage_chunk_but_is_metered(client):

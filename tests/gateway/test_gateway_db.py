@@ -47,3 +47,26 @@ def test_base_models_lists_active_models_only(gateway_dsn, catalog):
     assert smol.public_name == "accounts/hearth/models/smollm2-135m-instruct"
     assert smol.base_model_id == catalog["smollm2-135m-instruct"].pk
     assert smol.context_length == 8192 and smol.worker_model == "smollm2-135m-instruct"
+
+
+def test_adapters_for_account_lists_its_ready_adapters_only(gateway_dsn, make_key, catalog):
+    import asyncio
+
+    from accounts.models import Account
+    from adapters.models import Adapter
+
+    key, _ = make_key()
+    other_key, _ = make_key()
+    account, other = Account.objects.get(pk=key.account_id), Account.objects.get(pk=other_key.account_id)
+    base = catalog["stub-model"]
+    ready = Adapter.objects.for_account(account).create(account=account, name="bot", base_model=base, status="ready")
+    for name, status in (("queued", "pending"), ("broken", "failed")):
+        Adapter.objects.for_account(account).create(account=account, name=name, base_model=base, status=status)
+    Adapter.objects.for_account(other).create(account=other, name="theirs", base_model=base, status="ready")
+
+    entries = asyncio.run(_with_db(gateway_dsn, lambda db: db.adapters_for_account(account.pk)))
+    assert [(e.public_name, e.adapter_id, e.adapter_uid) for e in entries] == [
+        (f"accounts/{account.slug}/models/bot", ready.pk, ready.uid)]
+    entry = entries[0]
+    assert (entry.base_model_id, entry.base_slug, entry.owned_by) == (base.pk, "stub-model", account.slug)
+    assert entry.worker_model == f"stub-model:{ready.uid}"

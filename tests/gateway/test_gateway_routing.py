@@ -1,7 +1,7 @@
 """Routing and failure handling with stub workers (tests/gateway/stub_worker.py, real processes that heartbeat into
 Redis like workers do): spreading by load, region preference, fall-through when a worker can't be reached, 503 with
-none, and a worker dying mid-request (502 / an SSE error event, and usage for what was delivered). The adapter
-affinity rule is tested on `routing.candidates` directly: adapters have no table yet (see gateway/db.py)."""
+none, and a worker dying mid-request (502 / an SSE error event, and usage for what was delivered). The bounded-load
+affinity rule is tested on `routing.candidates` directly; test_gateway_adapters.py routes a real adapter request."""
 
 import asyncio
 import json
