@@ -22,10 +22,24 @@ def pytest_load_initial_conftests(early_config, parser, args) -> None:
         pg = EmbeddedPostgres(home / "postgres")
         os.environ["DATABASE_URL"] = pg.start()
         _started.append(pg)
+        _drop_stale_test_databases(os.environ["DATABASE_URL"])
     if "REDIS_URL" not in os.environ:
         rd = EmbeddedRedis(home / "redis")
         os.environ["REDIS_URL"] = rd.start()
         _started.append(rd)
+
+
+def _drop_stale_test_databases(url: str) -> None:
+    """Test databases of runs that were killed before pytest-django could drop them (their pid is gone)."""
+    import psutil
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
+        rows = conn.execute(r"SELECT datname FROM pg_database WHERE datname ~ '^test_hearth_[0-9]+$'").fetchall()
+        for (name,) in rows:
+            if not psutil.pid_exists(int(name.rsplit("_", 1)[1])):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def pytest_unconfigure(config) -> None:
