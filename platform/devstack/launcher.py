@@ -130,7 +130,11 @@ def run(args: argparse.Namespace) -> int:
     home: Path = args.home.resolve()
     logs, run_dir = home / "logs", home / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
-    ports = {"--port": args.port, "--gateway-port": args.gateway_port, "--worker-port": args.worker_port}
+    ports = {"--port": args.port}
+    if "gateway" not in args.without:
+        ports["--gateway-port"] = args.gateway_port
+    if "worker" not in args.without:
+        ports["--worker-port"] = args.worker_port
     for flag, port in ports.items():
         if not _port_free(args.host, port):
             print(f"error: {args.host}:{port} is in use (another `make up`?). Pass {flag} to pick another port.",
