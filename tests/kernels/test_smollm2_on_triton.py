@@ -1,8 +1,8 @@
 """SmolLM2's forward with every op on the Triton kernels against the same forward on the torch references: the
 kernels as the model really calls them (q/k as strided views of the fused qkv, the rotary buffer, a paged cache
 used in shuffled block order). Here: the real SmolLM2 GGUF in fp32 through Triton's interpreter, its first
-CPU_LAYERS layers (the interpreter needs ~3 s per layer for this run; all 30 took 87 s). On a GPU
-(HEARTH_GPU_TESTS=1, no gguf package there): SmolLM2-shaped random weights in bf16, Triton vs HEARTH_KERNELS=reference."""
+CPU_LAYERS layers (the interpreter needs ~3 s per layer for this run; all 30 took 87 s). On a GPU (HEARTH_GPU_TESTS=1,
+no gguf package there): SmolLM2-shaped random weights in bf16, Triton vs HEARTH_KERNELS=reference."""
 
 import pytest
 import torch
