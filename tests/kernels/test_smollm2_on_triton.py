@@ -67,6 +67,6 @@ def test_smollm2_forward_on_triton_matches_reference(
     for step, (a, e) in enumerate(zip(actual, expected, strict=True)):
         assert not a.isnan().any(), f"step {step}: NaN logits"
         rel = float((a - e).norm() / e.norm())
-        assert rel < (2e-2 if GPU else 1e-4), f"step {step}: relative error {rel:.2e}"
+        assert rel < (3e-2 if GPU else 1e-4), f"step {step}: relative error {rel:.2e}"
         if not GPU:  # the real model's greedy choices are decisive; random weights' logits are nearly flat
             assert int(a.argmax()) == int(e.argmax()), f"step {step}: greedy token differs"
