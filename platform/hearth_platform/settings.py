@@ -132,6 +132,11 @@ WHITENOISE_USE_FINDERS = DEBUG  # serve admin/static assets without collectstati
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "0") == "1"
+CELERY_BEAT_SCHEDULE = {
+    # The gateways' key touches (Redis hash hearth:keys:last_used) into keys_apikey.last_used_at. `expires`: a run
+    # that waited longer than one period is dropped, the next one carries the same data.
+    "keys-flush-last-used": {"task": "keys.tasks.flush_key_last_used", "schedule": 10.0, "options": {"expires": 10}},
+}
 
 LOGGING = {
     "version": 1,
