@@ -55,7 +55,8 @@ def lora_shrink_reference(x: torch.Tensor, a: torch.Tensor, seg: LoraSegments, r
     v = torch.zeros(x.shape[0], a.shape[1], dtype=torch.float32, device=x.device)  # [T, R_max]
     for start, end, slot in seg.runs:
         r = ranks[slot]
-        v[start:end, :r] = (x[start:end] @ a[slot, :r].t()).float()
+        if r:  # rank 0: this slot's adapter doesn't touch this projection
+            v[start:end, :r] = (x[start:end] @ a[slot, :r].t()).float()
     return v
 
 
@@ -64,6 +65,8 @@ def lora_expand_reference(
 ) -> None:
     for start, end, slot in seg.runs:
         r = ranks[slot]
+        if not r:
+            continue
         delta = v[start:end, :r].to(b.dtype) @ b[slot, :, :r].t()  # [t, N]
         y[start:end] += (delta * scales[slot]).to(y.dtype)
 
@@ -98,10 +101,14 @@ def _kernels() -> tuple[Any, Any]:
         for k0 in range(0, K, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)
             k_mask = k < K
-            xt = tl.load(x_ptr + t[:, None].to(tl.int64) * stride_x + k[None, :],
-                         mask=t_mask[:, None] & k_mask[None, :], other=0.0).to(tl.float32)  # [BT, BK]
-            at = tl.load(a_base + r[None, :] * stride_ar + k[:, None],
-                         mask=r_mask[None, :] & k_mask[:, None], other=0.0).to(tl.float32)  # [BK, BR]
+            xt = tl.load(
+                x_ptr + t[:, None].to(tl.int64) * stride_x + k[None, :],
+                mask=t_mask[:, None] & k_mask[None, :],
+                other=0.0,
+            ).to(tl.float32)  # [BT, BK]
+            at = tl.load(
+                a_base + r[None, :] * stride_ar + k[:, None], mask=r_mask[None, :] & k_mask[:, None], other=0.0
+            ).to(tl.float32)  # [BK, BR]
             acc += tl.dot(xt, at)
         tl.store(v_ptr + t[:, None].to(tl.int64) * stride_v + r[None, :], acc, mask=t_mask[:, None] & r_mask[None, :])
 
@@ -126,10 +133,16 @@ def _kernels() -> tuple[Any, Any]:
         for r0 in range(0, rank, BLOCK_R):  # only this slot's rank: ranks are not padded to the max
             r = r0 + tl.arange(0, BLOCK_R)
             r_mask = r < rank
-            vt = tl.load(v_ptr + t[:, None].to(tl.int64) * stride_v + r[None, :],
-                         mask=t_mask[:, None] & r_mask[None, :], other=0.0)  # [BT, BR] fp32
-            bt = tl.load(b_base + n[None, :].to(tl.int64) * stride_bn + r[:, None],
-                         mask=n_mask[None, :] & r_mask[:, None], other=0.0).to(tl.float32)  # [BR, BN]
+            vt = tl.load(
+                v_ptr + t[:, None].to(tl.int64) * stride_v + r[None, :],
+                mask=t_mask[:, None] & r_mask[None, :],
+                other=0.0,
+            )  # [BT, BR] fp32
+            bt = tl.load(
+                b_base + n[None, :].to(tl.int64) * stride_bn + r[:, None],
+                mask=n_mask[None, :] & r_mask[:, None],
+                other=0.0,
+            ).to(tl.float32)  # [BR, BN]
             acc += tl.dot(vt, bt)
         y_ptrs = y_ptr + t[:, None].to(tl.int64) * stride_y + n[None, :]
         mask = t_mask[:, None] & n_mask[None, :]
@@ -150,8 +163,21 @@ def lora_shrink_triton(x: torch.Tensor, a: torch.Tensor, seg: LoraSegments, rank
     shrink, _ = _kernels()
     block_r = 16
     grid = (num_tiles, -(-a.shape[1] // block_r))
-    shrink[grid](x, a, v, seg.tiles, ranks, x.shape[1], x.stride(0), a.stride(0), a.stride(1), v.stride(0),
-                 BLOCK_T=BLOCK_T, BLOCK_R=block_r, BLOCK_K=64)
+    shrink[grid](
+        x,
+        a,
+        v,
+        seg.tiles,
+        ranks,
+        x.shape[1],
+        x.stride(0),
+        a.stride(0),
+        a.stride(1),
+        v.stride(0),
+        BLOCK_T=BLOCK_T,
+        BLOCK_R=block_r,
+        BLOCK_K=64,
+    )
     return v
 
 
@@ -167,8 +193,22 @@ def lora_expand_triton(
     _, expand = _kernels()
     block_n = 64
     grid = (num_tiles, -(-b.shape[1] // block_n))
-    expand[grid](v, b, y, seg.tiles, ranks, scales, b.shape[1], v.stride(0), b.stride(0), b.stride(1), y.stride(0),
-                 BLOCK_T=BLOCK_T, BLOCK_N=block_n, BLOCK_R=16)
+    expand[grid](
+        v,
+        b,
+        y,
+        seg.tiles,
+        ranks,
+        scales,
+        b.shape[1],
+        v.stride(0),
+        b.stride(0),
+        b.stride(1),
+        y.stride(0),
+        BLOCK_T=BLOCK_T,
+        BLOCK_N=block_n,
+        BLOCK_R=16,
+    )
 
 
 # -- dispatch ----------------------------------------------------------------------------------------------------
