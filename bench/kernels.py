@@ -121,7 +121,7 @@ def _gathered(cache: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
 
 
 def decode(rows: list[Row]) -> None:
-    from kernels.triton_ops.paged_attention_decode import choose_num_splits, paged_attention_decode
+    from kernels.triton_ops.paged_attention_decode import BLOCK_N, choose_num_splits, paged_attention_decode
 
     (batch, ctx), hq, hk, d, block = SIZES["decode"], 32, 8, 128, 16  # target: Llama-8B heads, batch 64 × 2k
     kc, vc, tables = _paged(batch, ctx, hk, d, block)
@@ -134,10 +134,15 @@ def decode(rows: list[Row]) -> None:
     nbytes = 2 * kc.numel() * 2 + 2 * q.nbytes
     base_ms = bench(lambda: F.scaled_dot_product_attention(q[:, :, None], kd, vd, scale=scale, enable_gqa=True))
     auto = choose_num_splits(batch, hk, ctx, q.device)
-    for splits in sorted({1, 2, 4, 8, auto}):
-        ms = bench(lambda s=splits: paged_attention_decode(q, kc, vc, lens, tables, scale, num_splits=s))
-        note = f"splits {splits}{' (auto)' if splits == auto else ''}, rel err {err:.1e}; SDPA on pre-gathered K/V"
-        shape = f"B{batch} ctx{ctx} 32/8x128 bf16"
+    shape = f"B{batch} ctx{ctx} 32/8x128 bf16"
+    # splits at the default tile, then other tile/warp shapes at the automatic split count (tuning data: the
+    # defaults were chosen from sm_90 register reports only, without a GPU)
+    variants = [(s, BLOCK_N, 4) for s in sorted({1, 2, 4, 8, auto})] + [(auto, 32, 2), (auto, 64, 8), (auto, 128, 8)]
+    for splits, block_n, warps in variants:
+        ms = bench(lambda s=splits, n=block_n, w=warps: paged_attention_decode(
+            q, kc, vc, lens, tables, scale, num_splits=s, block_n=n, num_warps=w))  # fmt: skip
+        tag = f"splits {splits}{' (auto)' if splits == auto else ''}, {block_n}-key tiles, {warps} warps"
+        note = f"{tag}, rel err {err:.1e}; SDPA on pre-gathered K/V"
         rows.append(("paged_attention_decode", shape, ms, base_ms, nbytes / ms / 1e6, note))
 
 
