@@ -54,3 +54,12 @@ def test_decode_rejects_indivisible_heads() -> None:
     q = randn(1, 4, 64, dtype=torch.float32, seed=48)
     with pytest.raises(ValueError, match="do not fit"):
         paged_attention_decode(q, k_cache, v_cache, torch.tensor([4], device=DEVICE), tables, 0.125)
+
+
+def test_decode_head_dim_not_a_power_of_two() -> None:
+    # D=80 runs in a 128-wide tile with the tail masked
+    k_cache, v_cache, tables = paged_cache([1, 40, 70], 16, 2, 80, torch.float16, seed=49)
+    q = randn(3, 4, 80, dtype=torch.float16, seed=50)
+    seq_lens = torch.tensor([1, 40, 70], dtype=torch.int32, device=DEVICE)
+    out = paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, 80**-0.5, num_splits=2)
+    assert_close(out, reference.paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, 80**-0.5))

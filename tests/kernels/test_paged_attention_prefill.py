@@ -54,3 +54,7 @@ def test_prefill_rejects_mismatched_batch() -> None:
     cu = torch.tensor([0, 4, 4], dtype=torch.int32, device=DEVICE)
     with pytest.raises(ValueError, match="disagree"):
         paged_attention_prefill(q, k_cache, v_cache, cu, torch.tensor([4], device=DEVICE), tables, 0.125)
+
+
+def test_prefill_head_dim_not_a_power_of_two() -> None:
+    _run([(9, 0), (3, 20)], 4, 2, 80, torch.float16, 16, seed=57)
