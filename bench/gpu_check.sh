@@ -8,7 +8,7 @@
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-OUT=${OUT:-$PWD/gpu_check_out}
+OUT=${OUT:-/tmp/hearth_gpu_check}
 mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 : >"$LOG"
