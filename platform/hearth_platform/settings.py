@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "catalog",
     "billing",
     "adapters",
+    "webapp",
 ]
 AUTH_USER_MODEL = "accounts.User"
 
@@ -106,6 +107,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+STATICFILES_DIRS = [("app", d) for d in [REPO_ROOT / "frontend" / "dist" / "app"] if d.is_dir()]  # the dashboard
 STATIC_ROOT = Path(os.environ.get("HEARTH_STATIC_ROOT", HEARTH_HOME / "static"))
 if DEBUG:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every start about a missing root

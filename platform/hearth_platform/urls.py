@@ -30,4 +30,5 @@ urlpatterns = [
     path("api/v1/", include("billing.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("", include("webapp.urls")),  # dashboard config + playground key, then the SPA for every other path
 ]
