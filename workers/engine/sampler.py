@@ -1,8 +1,7 @@
 """Logits -> next tokens for a batch of sequences, each with its own SamplingParams.
 
 Order: repetition/presence/frequency penalties, logit_bias, (logprobs taken here), temperature,
-top-k/top-p/min-p, then an exponential race (argmax of p / Exp(1), an exact sample from p) drawn from the
-sequence's own generator when it has a seed. Every step is batched torch; Python loops only over the rows
+top-k/top-p/min-p, then an inverse-CDF draw from the sequence's own generator when it has a seed. Every step is batched torch; Python loops only over the rows
 that use a rare feature (penalties, logit_bias, seeds), never over the vocabulary.
 """
 
@@ -28,30 +27,39 @@ class Sampler:
         # Logprobs are the log-softmax after penalties and logit_bias, before temperature and top-k/p: what the
         # model (as steered by the request) believes, independent of how the token is then drawn.
         logprobs = torch.log_softmax(logits, dim=-1) if any(want_logprobs) else None
-        tokens = logits.argmax(dim=-1)
         sample_rows = [i for i, s in enumerate(seqs) if s.params.temperature > 0]
-        if sample_rows:
-            tokens[sample_rows] = self._sample([seqs[i] for i in sample_rows], logits[sample_rows])
+        if len(sample_rows) == len(seqs):  # full-vocab passes cost ~3-20 ms each at [64, 49152]: no extra copies
+            tokens = self._sample(seqs, logits)
+        else:
+            tokens = logits.argmax(dim=-1)
+            if sample_rows:
+                tokens[sample_rows] = self._sample([seqs[i] for i in sample_rows], logits[sample_rows])
         token_ids: list[int] = tokens.tolist()
         if logprobs is None:
             return SamplerOutput(token_ids)
         return SamplerOutput(token_ids, self._logprobs(logprobs, tokens, seqs, want_logprobs, token_ids))
 
     def _sample(self, seqs: list[Sequence], logits: torch.Tensor) -> torch.Tensor:
-        # logits: [M, V] of the rows with temperature > 0 -> [M] int64
+        # logits: [M, V] of the rows with temperature > 0, scaled in place (the caller is done with them) -> [M]
         temps = torch.tensor([s.params.temperature for s in seqs], dtype=torch.float32, device=logits.device)
-        logits = logits / temps[:, None]
+        logits = logits.div_(temps[:, None])
         if any(s.params.top_k > 0 or s.params.top_p < 1.0 or s.params.min_p > 0.0 for s in seqs):
             top_k = torch.tensor([s.params.top_k for s in seqs], dtype=torch.int64, device=logits.device)
             top_p = torch.tensor([s.params.top_p for s in seqs], dtype=torch.float32, device=logits.device)
             min_p = torch.tensor([s.params.min_p for s in seqs], dtype=torch.float32, device=logits.device)
             logits = kernels.top_k_top_p_min_p_mask(logits, top_k, top_p, min_p)
         probs = torch.softmax(logits, dim=-1)
-        noise = torch.empty_like(probs).exponential_(generator=self.generator)
+        # Inverse CDF: one uniform per row and a binary search. An exponential race (what torch.multinomial does)
+        # draws V randoms per row: 170 ms for [64, 49152] on one core here, against ~3 ms for the cumsum.
+        cdf = probs.cumsum(dim=-1)  # [M, V]
+        u = torch.rand(len(seqs), 1, generator=self.generator, device=self.device)
         for i, seq in enumerate(seqs):
             if seq.generator is not None:  # one draw per step from the sequence's own stream: batch-independent
-                noise[i] = torch.empty(probs.shape[1], dtype=probs.dtype).exponential_(generator=seq.generator)
-        return (probs / noise).argmax(dim=-1)
+                u[i] = torch.rand(1, generator=seq.generator).to(u.device)
+        tokens = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=probs.shape[1] - 1)  # [M, 1]
+        # u * total can round up to total itself: never return a token the filters removed
+        ok = probs.gather(1, tokens) > 0
+        return torch.where(ok, tokens, probs.argmax(dim=-1, keepdim=True)).squeeze(1)
 
     def _apply_penalties(self, logits: torch.Tensor, seqs: list[Sequence]) -> None:
         rows = [
