@@ -1,6 +1,7 @@
-"""`make up`: embedded Postgres and Redis, migrations, the control plane, Celery worker and beat, and — when their
-code is present — the gateway and one CPU worker. Prints the addresses; Ctrl-C or SIGTERM stops everything, and a
-crashed launcher takes its children with it (process groups + PR_SET_PDEATHSIG)."""
+"""`make up`: embedded Postgres and Redis, migrations, the control plane, Celery worker and beat, the billing ingest
+(usage stream -> ledger), and — when their code is present — the gateway and one CPU worker. Prints the addresses;
+Ctrl-C or SIGTERM stops everything, and a crashed launcher takes its children with it (process groups +
+PR_SET_PDEATHSIG)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from devstack.process import Child, die_with_parent, stop_all
 from devstack.services import REPO_ROOT, EmbeddedRedis, ServiceError
 
 PLATFORM_DIR = REPO_ROOT / "platform"
-OPTIONAL = ("gateway", "worker", "celery")
+OPTIONAL = ("gateway", "worker", "celery", "billing")
 
 
 class Stop(Exception):
@@ -115,6 +116,9 @@ def _plan(args: argparse.Namespace, env: dict[str, str], logs: Path) -> list[Chi
                                                 "--loglevel", "INFO", "--pool", "solo", "--hostname", "hearth@%h"]))
         children.append(child("celery-beat", [py, "-m", "celery", "-A", "hearth_platform", "beat", "--loglevel", "INFO",
                                               "--schedule", str(args.home / "celerybeat-schedule")]))
+    if "billing" not in args.without:
+        # One fixed consumer name: a restarted `make up` doesn't leave a new dead consumer in the group each time.
+        children.append(child("billing-ingest", [py, "manage.py", "billing_ingest", "--consumer", "devstack"]))
     if "gateway" not in args.without and _module_exists("gateway.__main__"):
         children.append(child("gateway", [py, "-m", "gateway", "--host", args.host, "--port", str(args.gateway_port)]))
     model = _smollm2_path()
@@ -140,9 +144,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {args.host}:{port} is in use (another `make up`?). Pass {flag} to pick another port.",
                   file=sys.stderr)
             return 2
-    env = dict(os.environ, HEARTH_HOME=str(home), PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="hearth_platform.settings")
+    env = dict(os.environ, HEARTH_HOME=str(home), PYTHONUNBUFFERED="1",
+               DJANGO_SETTINGS_MODULE="hearth_platform.settings")
     env["PYTHONPATH"] = os.pathsep.join([str(PLATFORM_DIR), str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("HEARTH_WORKER_SECRET", secrets.token_urlsafe(32))
+    if not env.get("HEARTH_WORKER_SECRET"):  # one per run; gateway and worker get the same env, so the same secret
+        env["HEARTH_WORKER_SECRET"] = secrets.token_urlsafe(32)
 
     postgres = redis_server = None
     children: list[Child] = []
@@ -166,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         for child in children:
             child.start()
         for child in children:
-            if not child.name.startswith("celery"):
+            if child.name in ("control-plane", "gateway", "worker-w0"):
                 _wait_http(_health_url(args, child), child, timeout=180)  # the worker loads its model first
         _write_state(run_dir / "launcher.json", postgres, redis_server, children)
         _print_banner(args, env, children, logs)
@@ -217,6 +223,10 @@ def _print_banner(args: argparse.Namespace, env: dict[str, str], children: list[
         lines.append(f"  worker w0      http://{args.host}:{args.worker_port}  (SmolLM2-135M-Instruct, CPU)")
     if "celery-worker" in names:
         lines.append("  celery         worker + beat")
+    if "billing-ingest" in names:
+        mode = ("Stripe (HEARTH_STRIPE_API_KEY set)" if env.get("HEARTH_STRIPE_API_KEY")
+                else "ledger only: no HEARTH_STRIPE_API_KEY, usage is metered, rated and limited but not invoiced")
+        lines.append(f"  billing        ingest running; {mode}")
     lines += [f"  postgres       {env['DATABASE_URL']}", f"  redis          {env['REDIS_URL']}",
               f"  logs           {logs}/", ""]
     print("\n".join(lines), flush=True)

@@ -67,7 +67,8 @@ def _wait_until(predicate, timeout: float) -> bool:
 @pytest.fixture
 def launcher(hearth_home: Path, request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen, dict, int]]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "HEARTH_TEST_DATABASE_NAME")}
+    skip = ("DATABASE_URL", "REDIS_URL", "HEARTH_TEST_DATABASE_NAME", "HEARTH_STRIPE_API_KEY")
+    env = {k: v for k, v in os.environ.items() if k not in skip}
     without = getattr(request, "param", "gateway,worker")
     env.update(HEARTH_HOME=str(hearth_home), HEARTH_UP_WITHOUT=without)
     state_file = hearth_home / "run" / "launcher.json"
@@ -94,7 +95,7 @@ def launcher(hearth_home: Path, request: pytest.FixtureRequest) -> Iterator[tupl
 
 def test_up_serves_then_ctrl_c_leaves_nothing(launcher, hearth_home):
     proc, state, port = launcher
-    assert {"postgres", "redis", "control-plane", "celery-worker", "celery-beat"} <= set(state["pids"])
+    assert {"postgres", "redis", "control-plane", "celery-worker", "celery-beat", "billing-ingest"} <= set(state["pids"])
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/auth/csrf", timeout=10) as response:
         assert response.status == 200 and "csrf_token" in json.loads(response.read())
     with pytest.raises(urllib.error.HTTPError) as refused:
@@ -106,12 +107,14 @@ def test_up_serves_then_ctrl_c_leaves_nothing(launcher, hearth_home):
     output, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, output
     assert "stopped." in output
+    assert "billing        ingest running; ledger only" in output  # no Stripe key: the banner says so
     assert _alive(list(state["pids"].values())) == []
     assert _ours(hearth_home) == []
 
 
-# Celery runs as the same kind of Child as uvicorn (covered above); leaving it out here saves ~10 s of start-up.
-@pytest.mark.parametrize("launcher", ["gateway,worker,celery"], indirect=True)
+# Celery and the billing ingest run as the same kind of Child as uvicorn (covered above); leaving them out here saves
+# ~10 s of start-up.
+@pytest.mark.parametrize("launcher", ["gateway,worker,celery,billing"], indirect=True)
 def test_killed_launcher_takes_its_children_along(launcher, hearth_home):
     proc, state, _port = launcher
     pids = list(state["pids"].values())
