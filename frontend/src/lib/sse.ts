@@ -73,11 +73,13 @@ export class SseParser {
 /** Feed a fetch body through the parser; resolves when the stream ends. */
 export async function readSse(body: ReadableStream<Uint8Array>, onEvent: (event: SseEvent) => void): Promise<void> {
   const parser = new SseParser(onEvent);
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  const decoder = new TextDecoder(); // stream: true keeps a character split across chunks for the next one
+  const reader = body.getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    parser.push(value);
+    parser.push(decoder.decode(value, { stream: true }));
   }
+  parser.push(decoder.decode());
   parser.end();
 }

@@ -1,0 +1,44 @@
+// Shapes of the control-plane API (DRF, /api/v1/). tests/browser/test_api_contract.py checks these field names
+// and the paths in ./paths.ts against the OpenAPI schema at /api/schema/.
+
+export interface User { id: number; email: string; date_joined: string }
+export interface Account {
+  id: number; slug: string; name: string; status: string; rpm_limit: number | null; tpm_limit: number | null;
+  created_at: string;
+}
+export interface MyMembership { account: Account; role: string }
+export interface Me { user: User; memberships: MyMembership[] }
+export interface SignupResult { user: User; account: Account }
+export interface LoginResult { user: User; csrf_token: string }
+export interface Member { id: number; email: string; role: string; created_at: string }
+export interface ApiKey {
+  id: number; name: string; masked: string; created_at: string; last_used_at: string | null;
+  expires_at: string | null; revoked_at: string | null; is_active: boolean;
+}
+export interface ApiKeyCreated extends ApiKey { secret: string }
+export interface BaseModel {
+  id: number; slug: string; public_name: string; display_name: string; architecture: string; context_length: number;
+  price_input_per_mtok: string; price_cached_input_per_mtok: string; price_output_per_mtok: string; created_at: string;
+}
+export type AdapterStatus = "pending" | "validating" | "ready" | "failed";
+export interface Adapter {
+  uid: string; name: string; model: string; base_model: string; status: AdapterStatus; failure_reason: string | null;
+  rank: number | null; lora_alpha: number | null; use_rslora: boolean; target_modules: string[] | null;
+  size_bytes: number | null; created_at: string; updated_at: string;
+}
+export interface UsageAmounts {
+  num_requests: number; prompt_tokens: number; cached_prompt_tokens: number; completion_tokens: number;
+  cost_usd: string;
+}
+export type UsageRow = UsageAmounts & { day?: string; model?: string; model_id?: number; api_key_id?: number };
+export interface Usage {
+  object: "usage"; start: string; end: string; group_by: "day" | "model" | "key"; data: UsageRow[];
+  total: UsageAmounts;
+}
+export interface Billing {
+  mode: "ledger_only" | "stripe"; monthly_spend_limit_usd: string; credit_balance_usd: string;
+  payment_status: string; has_payment_method: boolean; month_to_date_usd: string;
+}
+export interface CreditsResult { payment_intent_id: string; status: string; credit_balance_usd: string }
+export interface DashboardConfig { gateway_url: string }
+export interface PlaygroundToken { id: number; name: string; secret: string; expires_at: string; gateway_url: string }

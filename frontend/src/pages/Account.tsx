@@ -1,0 +1,99 @@
+import { type FormEvent, useState } from "react";
+
+import { api, ApiError } from "../api/client";
+import { PATHS } from "../api/paths";
+import type { Account, Member } from "../api/types";
+import { useAuth } from "../auth";
+import { Async, ErrorText, Field, formatDate, PageHeader, useApi } from "../components/ui";
+
+export function AccountPage() {
+  const { me, refresh } = useAuth();
+  const account = useApi<Account>(PATHS.account);
+  const members = useApi<Member[]>(PATHS.members);
+  const role = me?.memberships[0]?.role ?? "member";
+  const canManage = role === "owner" || role === "admin";
+  const [name, setName] = useState<string>();
+  const [nameError, setNameError] = useState<ApiError>();
+  const [email, setEmail] = useState("");
+  const [newRole, setNewRole] = useState("member");
+  const [addError, setAddError] = useState<ApiError>();
+
+  const rename = async (event: FormEvent) => {
+    event.preventDefault();
+    setNameError(undefined);
+    try {
+      await api(PATHS.account, { method: "PATCH", json: { name } });
+      setName(undefined);
+      account.reload();
+      await refresh();
+    } catch (e) {
+      setNameError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+    }
+  };
+  const add = async (event: FormEvent) => {
+    event.preventDefault();
+    setAddError(undefined);
+    try {
+      await api(PATHS.members, { method: "POST", json: { email, role: newRole } });
+      setEmail("");
+      members.reload();
+    } catch (e) {
+      setAddError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+    }
+  };
+  return (
+    <>
+      <PageHeader title="Account">Who can use this account, and what it is called.</PageHeader>
+      <Async state={account} label="the account">
+        {(a) => (
+          <form className="card inline-form" onSubmit={rename} aria-label="Account name">
+            <Field label="Account name" errors={nameError?.fieldErrors.name} hint={`Your models are named accounts/${a.slug}/models/…`}>
+              {({ id, describedBy, invalid }) => (
+                <input id={id} value={name ?? a.name} disabled={!canManage} aria-invalid={invalid} aria-describedby={describedBy}
+                  onChange={(e) => setName(e.target.value)} />
+              )}
+            </Field>
+            {canManage && <button type="submit" disabled={name === undefined || name === a.name}>Save</button>}
+            {nameError && !nameError.fieldErrors.name && <ErrorText error={nameError} />}
+          </form>
+        )}
+      </Async>
+      <section className="card">
+        <h2>Members</h2>
+        <Async state={members} label="members" isEmpty={(l) => l.length === 0}>
+          {(list) => (
+            <div className="table-wrap">
+              <table>
+                <thead><tr><th>E-mail</th><th>Role</th><th>Since</th></tr></thead>
+                <tbody>
+                  {list.map((m) => (
+                    <tr key={m.id}><td>{m.email}</td><td><span className="badge">{m.role}</span></td><td>{formatDate(m.created_at)}</td></tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </Async>
+        {canManage && (
+          <form className="inline-form" onSubmit={add} aria-label="Add a member">
+            <Field label="E-mail of someone who has signed up" errors={addError?.fieldErrors.email}>
+              {({ id, describedBy, invalid }) => (
+                <input id={id} type="email" value={email} aria-invalid={invalid} aria-describedby={describedBy}
+                  onChange={(e) => setEmail(e.target.value)} />
+              )}
+            </Field>
+            <Field label="Role" errors={addError?.fieldErrors.role}>
+              {({ id }) => (
+                <select id={id} value={newRole} onChange={(e) => setNewRole(e.target.value)}>
+                  <option value="member">member</option><option value="admin">admin</option><option value="owner">owner</option>
+                </select>
+              )}
+            </Field>
+            <button type="submit" disabled={!email}>Add member</button>
+            {addError && !addError.fieldErrors.email && !addError.fieldErrors.role && <ErrorText error={addError} />}
+          </form>
+        )}
+      </section>
+    </>
+  );
+}
