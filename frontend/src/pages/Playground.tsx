@@ -153,7 +153,7 @@ export function PlaygroundPage() {
               {t.usage && (
                 <p className="muted small" data-testid="turn-usage">
                   {t.usage.prompt_tokens} prompt + {t.usage.completion_tokens} completion tokens
-                  {t.usage.cost !== undefined && <> · <span data-testid="turn-cost">{formatUsd(t.usage.cost)}</span></>}
+                  {t.usage.cost !== undefined && <> · <span data-testid="turn-cost" data-cost={t.usage.cost}>{formatUsd(t.usage.cost)}</span></>}
                 </p>
               )}
             </article>
