@@ -9,10 +9,14 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from workers.server.app import DEFAULT_SERVED_MODEL_NAME, ServerSettings, create_app
+
+if TYPE_CHECKING:
+    from workers.engine.config import EngineConfig
 
 log = logging.getLogger("hearth.worker")
 
@@ -27,21 +31,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--region", default="local")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default: the engine's")
     p.add_argument("--served-model-name", default=DEFAULT_SERVED_MODEL_NAME)
-    p.add_argument("--max-loras", type=int, default=4)
+    p.add_argument("--max-loras", type=int, default=4, help="distinct adapters in one step (device slots)")
+    p.add_argument("--max-cpu-loras", type=int, default=None, help="adapters kept in host memory (LRU)")
+    p.add_argument("--max-lora-rank", type=int, default=None, help="widest adapter rank a slot holds")
+    p.add_argument(
+        "--adapter-store",
+        default=os.environ.get("HEARTH_ADAPTER_STORE"),
+        help="folder of validated adapters <store>/<uid>/ (default $HEARTH_ADAPTER_STORE); none: base only",
+    )
     p.add_argument("--max-model-len", type=int, default=None)
     p.add_argument("--num-kv-blocks", type=int, default=None)
     p.add_argument("--advertise-url", default=None, help="URL written to the registry; default http://host:port")
     p.add_argument("--graceful-shutdown-s", type=float, default=30.0, help="on SIGTERM, wait this long for streams")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
-    if args.max_loras < 0:
-        p.error("--max-loras must be >= 0")
+    if args.max_loras < 1:
+        p.error("--max-loras must be >= 1")
+    if args.max_cpu_loras is not None and args.max_cpu_loras < args.max_loras:
+        p.error("--max-cpu-loras must be >= --max-loras")
     return args
 
 
-def build_engine(args: argparse.Namespace) -> object:
+def engine_config(args: argparse.Namespace) -> "EngineConfig":
     from workers.engine.config import EngineConfig
-    from workers.engine.llm_engine import LLMEngine
 
     overrides = {
         k: v
@@ -50,10 +62,19 @@ def build_engine(args: argparse.Namespace) -> object:
             "max_model_len": args.max_model_len,
             "num_kv_blocks": args.num_kv_blocks,
             "max_loras": args.max_loras,
+            "max_cpu_loras": args.max_cpu_loras,
+            "max_lora_rank": args.max_lora_rank,
+            "adapter_store": args.adapter_store or None,
         }.items()
         if v is not None
     }
-    return LLMEngine(EngineConfig(model=args.model, **overrides))
+    return EngineConfig(model=args.model, **overrides)
+
+
+def build_engine(args: argparse.Namespace) -> object:
+    from workers.engine.llm_engine import LLMEngine
+
+    return LLMEngine(engine_config(args))
 
 
 def main(argv: list[str] | None = None) -> int:

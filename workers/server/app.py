@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from workers.server import params as P
 from workers.server import serving
+from workers.server.adapter_events import AdapterDeletions
 from workers.server.async_engine import AsyncEngine, EngineLike
 from workers.server.errors import ModelNotFoundError, OpenAIError, WorkerAuthError, install_error_handlers, parse_body
 from workers.server.heartbeat import Heartbeat
@@ -54,18 +55,29 @@ class Worker:
         self.max_model_len: int | None = settings.max_model_len or getattr(engine, "max_model_len", None)
         self.tokens = serving.TokenText(engine.tokenizer)
 
-    def resident_adapters(self) -> list[str]:
-        return []  # multi-LoRA arrives with the adapters issue
+        # The engine's tiered adapter cache (workers.lora.manager.LoraManager); engines without one serve no adapters.
+        self.lora: Any = getattr(engine, "lora_manager", None)
 
-    def resolve_model(self, model: str) -> str | None:
-        """The adapter id a request's `model` names (None = the base model); 404 for anything else."""
+    def resident_adapters(self) -> list[str]:
+        """Adapters held in host memory or a device slot (the registry's routing affinity)."""
+        return self.lora.resident_adapters() if self.lora is not None else []
+
+    async def resolve_model(self, model: str) -> str | None:
+        """The adapter uid a request's `model` (`<base>` or `<base>:<uid>`) names, None for the base model. An adapter
+        not yet in memory is fetched from the store here (off the event loop); 404 when there is no such adapter."""
         name = self.settings.served_model_name
         if model == name:
             return None
         base, sep, adapter_uid = model.partition(":")
-        if sep and base == name and adapter_uid in self.resident_adapters():
-            return adapter_uid
-        raise ModelNotFoundError(model)
+        if not sep or base != name or self.lora is None:
+            raise ModelNotFoundError(model)
+        from workers.lora.manager import AdapterNotFoundError
+
+        try:
+            await asyncio.to_thread(self.lora.get, adapter_uid)
+        except AdapterNotFoundError:
+            raise ModelNotFoundError(model) from None
+        return adapter_uid
 
     def chat_prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         try:
@@ -98,7 +110,10 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker.engine.start()
-        heartbeat = None
+        heartbeat = deletions = None
+        if settings.redis_url and worker.lora is not None:
+            deletions = AdapterDeletions(redis_url=settings.redis_url, on_deleted=worker.engine.drop_adapter)
+            await deletions.start()
         if settings.redis_url:
             heartbeat = Heartbeat(
                 redis_url=settings.redis_url,
@@ -112,6 +127,8 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         finally:
             if heartbeat is not None:
                 await heartbeat.stop()
+            if deletions is not None:
+                await deletions.stop()
             await worker.engine.stop()
 
     app = FastAPI(title="Hearth worker", lifespan=lifespan)
@@ -137,7 +154,7 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
     async def chat_completions(request: Request, w: CurrentWorker) -> Response:
         arrival = time.perf_counter()
         req = parse_body(await request.body(), ChatCompletionRequest)
-        adapter_id = w.resolve_model(req.model)
+        adapter_id = await w.resolve_model(req.model)
         include_usage = P.include_usage(req)
         messages = P.chat_messages(req)
         params = P.chat_sampling_params(req, w.vocab_size)
@@ -159,7 +176,7 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
     async def completions(request: Request, w: CurrentWorker) -> Response:
         arrival = time.perf_counter()
         req = parse_body(await request.body(), CompletionRequest)
-        adapter_id = w.resolve_model(req.model)
+        adapter_id = await w.resolve_model(req.model)
         include_usage = P.include_usage(req)
         params = P.completion_sampling_params(req, w.vocab_size)
         prompt_ids = await _completion_prompt_ids(w, req)

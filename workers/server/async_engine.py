@@ -1,7 +1,7 @@
 """The engine loop in one background thread, off the event loop; requests talk to it through queues.
 
-The thread owns the LLMEngine outright: the event loop never calls into it, it sends commands (add, abort, stop)
-through a thread-safe queue that the thread drains between steps, and the thread answers through per-request
+The thread owns the LLMEngine outright: the event loop never calls into it, it sends commands (add, abort, drop an
+adapter, stop) through a thread-safe queue that the thread drains between steps, and the thread answers through per-request
 asyncio queues fed with `loop.call_soon_threadsafe` (one callback per step for all requests, not one per delta).
 When nothing is running the thread blocks on the command queue, so an idle worker burns no CPU.
 """
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from workers.engine.outputs import CompletionDelta
 from workers.engine.sampling_params import SamplingParams
-from workers.server.errors import EngineError
+from workers.server.errors import AdapterDeletedError, EngineError
 from workers.server.metrics import WorkerMetrics
 
 log = logging.getLogger("hearth.worker.engine_loop")
@@ -62,6 +62,12 @@ class _Abort:
 
 
 @dataclass(slots=True)
+class _DropAdapter:
+    uid: str
+    done: asyncio.Future[int]
+
+
+@dataclass(slots=True)
 class _Stop:
     pass
 
@@ -73,6 +79,7 @@ class _Tracked:
     out: asyncio.Queue[StreamItem]
     n: int
     arrival: float
+    adapter_id: str | None
     finished: set[int] = field(default_factory=set)
     first_token_seen: bool = False
     last_token_at: dict[int, float] = field(default_factory=dict)
@@ -117,7 +124,7 @@ class AsyncEngine:
     def __init__(self, engine: EngineLike, metrics: WorkerMetrics | None = None):
         self.engine = engine
         self.metrics = metrics
-        self._commands: queue.SimpleQueue[_Add | _Abort | _Stop] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[_Add | _Abort | _DropAdapter | _Stop] = queue.SimpleQueue()
         self._tracked: dict[str, _Tracked] = {}  # engine thread only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -172,6 +179,15 @@ class AsyncEngine:
     def abort(self, request_id: str) -> None:
         self._commands.put(_Abort(request_id))
 
+    async def drop_adapter(self, uid: str) -> int:
+        """An adapter was deleted: its live requests end with an error, the engine forgets its weights (host cache,
+        device slot) and unpublishes its prefix-cache blocks. Returns the number of blocks unpublished."""
+        if self._loop is None or self._thread is None:
+            raise EngineError("The engine is not running.")
+        done: asyncio.Future[int] = self._loop.create_future()
+        self._commands.put(_DropAdapter(uid, done))
+        return await done
+
     # ---- engine thread ---------------------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -200,6 +216,8 @@ class AsyncEngine:
                 return True
             if isinstance(cmd, _Abort):
                 self._abort(cmd.request_id)
+            elif isinstance(cmd, _DropAdapter):
+                self._drop_adapter(cmd)
             else:
                 self._add(cmd)
 
@@ -209,7 +227,7 @@ class AsyncEngine:
         except Exception as exc:  # InvalidRequestError and anything unexpected go back to the caller
             self._post(_reject, cmd.accepted, exc)
             return
-        self._tracked[cmd.request_id] = _Tracked(cmd.out, cmd.params.n, cmd.arrival)
+        self._tracked[cmd.request_id] = _Tracked(cmd.out, cmd.params.n, cmd.arrival, cmd.adapter_id)
         if self.metrics:
             self.metrics.add_prompt(len(cmd.prompt_token_ids))
         self._post(_accept, cmd.accepted)
@@ -222,6 +240,28 @@ class AsyncEngine:
         self.engine.abort_request(request_id)
         if self.metrics:
             self.metrics.finished("abort", tracked.n - len(tracked.finished))
+
+    def _drop_adapter(self, cmd: _DropAdapter) -> None:
+        try:
+            for request_id, tracked in list(self._tracked.items()):
+                if tracked.adapter_id == cmd.uid:
+                    # Aborted in the engine's inbox, which its next step drains before scheduling: no sequence
+                    # needs the adapter's slot once it is cleared below.
+                    del self._tracked[request_id]
+                    self.engine.abort_request(request_id)
+                    if self.metrics:
+                        self.metrics.finished("abort", tracked.n - len(tracked.finished))
+                    self._post(_fan_out, [(tracked.out, AdapterDeletedError(cmd.uid))])
+            lora = getattr(self.engine, "lora_manager", None)
+            if lora is not None:
+                lora.remove(cmd.uid)
+            blocks = getattr(self.engine, "block_manager", None)
+            count = blocks.invalidate_adapter(cmd.uid) if blocks is not None else 0
+        except Exception as exc:
+            self._post(_reject, cmd.done, exc)
+            raise
+        self._post(_resolve, cmd.done, count)
+        self._snapshot()
 
     def _step(self) -> None:
         deltas = self.engine.step()
@@ -292,6 +332,11 @@ class AsyncEngine:
 def _accept(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _resolve(fut: asyncio.Future[int], value: int) -> None:
+    if not fut.done():
+        fut.set_result(value)
 
 
 def _reject(fut: asyncio.Future[None], exc: BaseException) -> None:

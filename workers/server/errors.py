@@ -54,6 +54,17 @@ class EngineError(OpenAIError):
     type = "server_error"
 
 
+class AdapterDeletedError(EngineError):
+    """The adapter a running request used was deleted: the request ends here (its weights are gone)."""
+
+    status_code = 404
+    type = "invalid_request_error"
+
+    def __init__(self, uid: str):
+        super().__init__(f"The model adapter '{uid}' was deleted while this request ran.", param="model",
+                         code="model_not_found")
+
+
 def error_body(message: str, *, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
@@ -117,7 +128,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidRequestError)
     async def _invalid(_: Request, exc: InvalidRequestError) -> JSONResponse:
-        return error_response(OpenAIError(exc.message, param=exc.param, code=exc.code))
+        err = OpenAIError(exc.message, param=exc.param, code=exc.code)
+        if exc.code == "model_not_found":  # the engine could not load the adapter the request names
+            err.status_code = 404
+        return error_response(err)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
