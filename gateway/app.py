@@ -44,7 +44,7 @@ class Services:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Fire-and-forget work (rate-limit settlement) that must outlive a cancelled request handler."""
+        """Fire-and-forget work that must outlive a cancelled request handler."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -85,6 +85,16 @@ async def _every(interval_s: float, fn: Any) -> None:
         await fn()
 
 
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    # Cancelled again until done: on Python 3.11 a cancel that lands as redis-py's own asyncio.timeout expires can
+    # surface as TimeoutError, which the loops catch as a Redis outage and go on (seen as a hung test shutdown).
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = build_services(app.state.settings)
@@ -97,6 +107,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         asyncio.create_task(services.catalog.listen_deletions(services.redis), name="adapter-deletions"),
         asyncio.create_task(services.registry.run(), name="registry"),
         asyncio.create_task(services.metering.run_writer(), name="usage-writer"),
+        asyncio.create_task(services.limiter.run_settler(), name="rate-limit-settler"),
         asyncio.create_task(services.metering.run_replayer(), name="usage-replayer"),
         asyncio.create_task(_every(1.0, lambda: services.auth.flush_last_used(services.redis)), name="last-used"),
     ]
@@ -105,11 +116,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await _cancel_all(background)
         await asyncio.gather(*services._tasks, return_exceptions=True)
         await services.metering.drain()
+        await services.limiter.flush()
         await services.auth.flush_last_used(services.redis)
         await services.upstream.aclose()
         await services.db.close()

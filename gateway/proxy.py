@@ -1,4 +1,4 @@
-"""Forwarding to workers over one shared httpx.AsyncClient: connect with fall-through to the next candidate, then
+"""Forwarding to workers over one shared UpstreamClient (gateway/upstream_http.py): connect with fall-through to the next candidate, then
 either read a JSON answer or relay the worker's SSE stream to the client.
 
 The relay parses only what it must: a `data:` line is JSON-decoded when it carries a non-null `usage` (the worker's
@@ -10,21 +10,16 @@ one token each) and the prompt as 0: what was delivered is billed, nothing is gu
 
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-import httpx
-
 from gateway.errors import NoCapacity, UpstreamError, UpstreamFailed, error_body
 from gateway.registry import Registry, WorkerInfo
+from gateway.upstream_http import NotStarted, ResponseFailed, UpstreamClient, UpstreamHTTPError, UpstreamResponse
 
 log = logging.getLogger("hearth.gateway.proxy")
 
 WORKER_SECRET_HEADER = "x-hearth-worker-secret"
-# Failures that mean the worker never started on the request, so another worker may take it.
-_NOT_STARTED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
-                httpx.PoolTimeout)
 
 
 @dataclass(slots=True)
@@ -69,33 +64,29 @@ class Upstream:
         self._headers = {"content-type": "application/json"}
         if worker_secret:
             self._headers[WORKER_SECRET_HEADER] = worker_secret
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        # httpcore writes a request's head and body separately; without TCP_NODELAY, Nagle holds the body until the
-        # worker's delayed ACK (~20-40 ms a request, measured in bench/gateway.py before this option).
-        transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-        self.client = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s),
-        )
+        self.client = UpstreamClient(connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s,
+                                     max_idle_per_worker=max_connections)
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def open(self, workers: list[WorkerInfo], path: str, body: bytes, request_id: str) -> tuple[WorkerInfo,
-                                                                                                      httpx.Response]:
+    async def open(self, workers: list[WorkerInfo], path: str, body: bytes, request_id: str
+                   ) -> tuple[WorkerInfo, UpstreamResponse]:
         """Sends to the first worker that answers with headers; the caller must `finish(worker, response)`."""
         headers = {**self._headers, "x-request-id": request_id}
         last_error = ""
         for worker in workers[: self._max_attempts]:
             self._registry.acquire(worker)
-            request = self.client.build_request("POST", worker.url + path, content=body, headers=headers)
             try:
-                response = await self.client.send(request, stream=True)
-            except _NOT_STARTED as exc:
+                response = await self.client.post(worker.url, path, body, headers)
+            except NotStarted as exc:
                 self._registry.release(worker)
                 last_error = f"{type(exc).__name__} from worker {worker.worker_id}"
                 log.warning("worker %s unreachable (%s); trying the next one", worker.worker_id, type(exc).__name__)
                 continue
+            except ResponseFailed as exc:  # it took the request, then broke off before the status line
+                self._registry.release(worker)
+                raise UpstreamFailed(f"The worker failed before answering ({exc}).") from exc
             except BaseException:
                 self._registry.release(worker)
                 raise
@@ -106,15 +97,18 @@ class Upstream:
             return worker, response
         raise NoCapacity(f"No worker could take the request right now ({last_error}). Please retry shortly.")
 
-    async def finish(self, worker: WorkerInfo, response: httpx.Response) -> None:
+    async def finish(self, worker: WorkerInfo, response: UpstreamResponse) -> None:
         self._registry.release(worker)
         await response.aclose()
 
     @staticmethod
-    async def raise_for_error(response: httpx.Response) -> None:
+    async def raise_for_error(response: UpstreamResponse) -> None:
         if response.status_code == 200:
             return
-        raw = await response.aread()
+        try:
+            raw = await response.aread()
+        except UpstreamHTTPError as exc:
+            raise UpstreamFailed(f"The worker answered {response.status_code} and failed ({exc}).") from exc
         try:
             body = json.loads(raw)
         except ValueError:
@@ -124,10 +118,10 @@ class Upstream:
         raise UpstreamFailed(f"The worker answered {response.status_code} without an error object.")
 
     @staticmethod
-    async def read_json(response: httpx.Response) -> dict:
+    async def read_json(response: UpstreamResponse) -> dict:
         try:
             raw = await response.aread()
-        except httpx.HTTPError as exc:
+        except UpstreamHTTPError as exc:
             raise UpstreamFailed(f"The worker failed while answering ({type(exc).__name__}).") from exc
         try:
             data = json.loads(raw)
@@ -165,7 +159,7 @@ def _carries_text(data: str) -> bool:
 
 
 async def relay_sse(
-    response: httpx.Response, state: RelayState, *, internal_model: str, public_model: str, include_usage: bool,
+    response: UpstreamResponse, state: RelayState, *, internal_model: str, public_model: str, include_usage: bool,
     cost: Callable[[Usage], str | None] = lambda _: None,
 ) -> AsyncIterator[bytes]:
     """Yields the client's SSE bytes; fills `state`. Ends with [DONE], or with an error event if the worker fails.
@@ -203,8 +197,8 @@ async def relay_sse(
                 return
             yield f"data: {swap(data)}\n\n".encode()
         else:
-            raise httpx.RemoteProtocolError("stream ended without [DONE]")
-    except httpx.HTTPError as exc:
+            raise ResponseFailed("stream ended without [DONE]")
+    except UpstreamHTTPError as exc:
         state.status = "error"
         log.warning("worker stream failed mid-request: %s", type(exc).__name__)
         err = error_body("The worker serving this request failed mid-stream. Please retry.", "server_error",

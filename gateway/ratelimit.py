@@ -3,13 +3,15 @@
 One Lua script call per request checks and charges all four buckets atomically (token_buckets.lua). Tokens are
 charged at admission from an estimate, prompt characters / 4 + max_tokens (or `default_max_tokens_estimate`), capped at
 the bucket's capacity so one large request can still pass a full bucket; after the response the difference to the
-worker's real usage is applied (refund or debt) with a second, unchecked call. Every bucket key carries the account id
+worker's real usage is applied (refund or debt) with a second, unchecked call; those corrections are queued and sent by
+one background task in pipelined batches, so a finished request costs no Redis round trip of its own. Every bucket key carries the account id
 as a hash tag, so the four keys share a Redis Cluster slot.
 
 Redis unreachable: admission fails open (requests keep flowing; limits resume when Redis returns), with a 1 s breaker
 so an outage costs one failed round trip per second, not one per request.
 """
 
+import asyncio
 import logging
 import math
 import time
@@ -67,6 +69,8 @@ class RateLimiter:
         self._key_rpm = key_rpm
         self._key_tpm = key_tpm
         self._down_until = 0.0
+        self._settlements: list[tuple[KeyRecord, int]] = []
+        self._settle_wanted = asyncio.Event()
 
     def limits_for(self, key: KeyRecord) -> Limits:
         account_rpm = key.rpm_limit if key.rpm_limit is not None else self._default_rpm
@@ -80,14 +84,17 @@ class RateLimiter:
         tag = f"hearth:rl:{{a{key.account_id}}}"
         return [f"{tag}:k{key.key_id}:rpm", f"{tag}:k{key.key_id}:tpm", f"{tag}:rpm", f"{tag}:tpm"]
 
+    def _args(self, key: KeyRecord, force: bool, request_cost: int, token_cost: int) -> list[str | int]:
+        lim = self.limits_for(key)
+        return ["1" if force else "0", lim.key_rpm, request_cost, lim.key_tpm, token_cost,
+                lim.account_rpm, request_cost, lim.account_tpm, token_cost]
+
     async def _run(self, key: KeyRecord, force: bool, request_cost: int, token_cost: int) -> list[int] | None:
         if time.monotonic() < self._down_until:
             return None
-        lim = self.limits_for(key)
-        args = ["1" if force else "0", lim.key_rpm, request_cost, lim.key_tpm, token_cost,
-                lim.account_rpm, request_cost, lim.account_tpm, token_cost]
         try:
-            return [int(x) for x in await self._script(keys=self.bucket_keys(key), args=args)]
+            return [int(x) for x in await self._script(keys=self.bucket_keys(key),
+                                                       args=self._args(key, force, request_cost, token_cost))]
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
             log.warning("rate limiter: redis unreachable (%s); failing open for 1 s", type(exc).__name__)
             self._down_until = time.monotonic() + 1.0
@@ -127,10 +134,32 @@ class RateLimiter:
             )
         return Admission(tokens_charged=cost, headers=headers)
 
-    async def settle(self, key: KeyRecord, admission: Admission, actual_tokens: int) -> None:
-        """Replace the admission estimate with the worker's real usage (refund or debt)."""
+    def settle(self, key: KeyRecord, admission: Admission, actual_tokens: int) -> None:
+        """Replace the admission estimate with the worker's real usage (refund or debt), soon: `run_settler` sends it.
+        Synchronous, so a cancelled request handler can't lose it."""
         if admission.tokens_charged == 0:
             return  # admitted while Redis was away: nothing was charged, so nothing to correct
         delta = actual_tokens - admission.tokens_charged
         if delta:
-            await self._run(key, True, 0, delta)
+            self._settlements.append((key, delta))
+            self._settle_wanted.set()
+
+    async def run_settler(self) -> None:
+        """Runs for the life of the process: whatever settled while the last batch was in flight goes in the next."""
+        while True:
+            await self._settle_wanted.wait()
+            self._settle_wanted.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._settlements = self._settlements, []
+        if not batch or time.monotonic() < self._down_until:
+            return  # Redis away: corrections are dropped, as admissions fail open meanwhile
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, delta in batch:
+                    await self._script(keys=self.bucket_keys(key), args=self._args(key, True, 0, delta), client=pipe)
+                await pipe.execute()
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            log.warning("rate limiter: redis unreachable (%s); failing open for 1 s", type(exc).__name__)
+            self._down_until = time.monotonic() + 1.0

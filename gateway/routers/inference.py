@@ -7,7 +7,6 @@ import math
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
-import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -23,6 +22,7 @@ from gateway.ratelimit import Admission
 from gateway.registry import WorkerInfo
 from gateway.routing import candidates
 from gateway.schemas import ChatCompletionRequest, CompletionRequest, _Request
+from gateway.upstream_http import UpstreamResponse
 
 if TYPE_CHECKING:
     from gateway.app import Services
@@ -68,7 +68,7 @@ async def _handle(request: Request, key: KeyRecord, body: _Request, path: str) -
     workers = candidates(services.registry.workers(), base_model=entry.base_slug, adapter_uid=entry.adapter_uid,
                          region=settings.region, load_factor=settings.affinity_load_factor)
     if not workers:
-        services.spawn(services.limiter.settle(key, admission, 0))
+        services.limiter.settle(key, admission, 0)
         raise NoCapacity(f"No worker is serving the model `{body.model}` right now. Please retry shortly.")
     payload = json.dumps(body.upstream_body(entry.worker_model), separators=(",", ":")).encode()
     started_at = utc_now_iso()
@@ -76,13 +76,13 @@ async def _handle(request: Request, key: KeyRecord, body: _Request, path: str) -
     try:
         worker, response = await upstream.open(workers, path, payload, request_id)
     except NoCapacity:
-        services.spawn(services.limiter.settle(key, admission, 0))
+        services.limiter.settle(key, admission, 0)
         raise
     try:
         await upstream.raise_for_error(response)
     except BaseException:
         await upstream.finish(worker, response)
-        services.spawn(services.limiter.settle(key, admission, 0))
+        services.limiter.settle(key, admission, 0)
         raise
 
     def meter(usage: Usage, status: str) -> None:
@@ -92,7 +92,7 @@ async def _handle(request: Request, key: KeyRecord, body: _Request, path: str) -
             cached_prompt_tokens=usage.cached_prompt_tokens, completion_tokens=usage.completion_tokens,
             started_at=started_at, finished_at=utc_now_iso(), status=status,
         ))
-        services.spawn(services.limiter.settle(key, admission, usage.prompt_tokens + usage.completion_tokens))
+        services.limiter.settle(key, admission, usage.prompt_tokens + usage.completion_tokens)
 
     if not body.stream:
         try:
@@ -127,7 +127,7 @@ def _cost(prices: Prices | None, usage: Usage) -> str | None:
         return None
 
 
-def _stream(services: "Services", worker: WorkerInfo, response: httpx.Response, entry: ModelEntry, body: _Request,
+def _stream(services: "Services", worker: WorkerInfo, response: UpstreamResponse, entry: ModelEntry, body: _Request,
             admission: Admission, meter: Callable[[Usage, str], None], cost: Callable[[Usage], str | None]
             ) -> RelayResponse:
     state = RelayState()
