@@ -77,7 +77,7 @@ def stack() -> Iterator[Stack]:
             if line is None:
                 pytest.fail(f"devstack exited with {proc.wait()}:\n{''.join(output)}\n{_logs(home)}")
             output.append(line)
-            if "Hearth is up" in line:
+            if line.strip().startswith("logs "):  # the banner's last line: everything answers
                 break
         if "gateway" not in "".join(output) or "worker w0" not in "".join(output):
             pytest.fail(f"devstack started without the gateway or the worker:\n{''.join(output)}")
