@@ -17,7 +17,9 @@ from workers.engine.sampling_params import InvalidRequestError, SamplingParams
 from workers.models.llama import LlamaForCausalLM
 from workers.tokenizer import Tokenizer
 
-pytestmark = pytest.mark.slow
+# One torch thread: with two OpenMP threads on the shared 2-core box this file took 4.3 min (load ~9), the logits
+# test alone 147 s.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 
 ADAPTERS = {
     "a1": peft.LoraConfig(r=8, lora_alpha=16, init_lora_weights=False,
@@ -82,7 +84,7 @@ def _peft_logits(model, ids: list[int], adapter: str | None) -> torch.Tensor:
 
 
 def _engine(model: LlamaForCausalLM, tok: Tokenizer, store: Path, max_loras: int) -> LLMEngine:
-    config = EngineConfig(model="smollm2", max_loras=max_loras, max_cpu_loras=2, max_lora_rank=16,
+    config = EngineConfig(model="smollm2", dtype="float32", max_loras=max_loras, max_cpu_loras=2, max_lora_rank=16,
                           adapter_store=str(store), num_kv_blocks=128, max_num_batched_tokens=512)
     return LLMEngine(config, model=model, tokenizer=tok)
 
