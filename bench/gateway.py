@@ -7,7 +7,8 @@ non-streamed case through two gateway processes (target: 1,000 req/s on the 2-co
 Starts its own embedded Postgres and Redis under .hearth/bench-gateway, migrates, creates an account and key with the
 control plane's services, starts stub workers (tests/gateway/stub_worker.py) and `python -m gateway` subprocesses.
 The load generator is aiohttp in this process, so on 2 cores it competes with the gateway for CPU: figures are
-lower bounds. Added latency = gateway p50/p99 minus direct p50/p99 at the same concurrency.
+lower bounds. Added latency = gateway p50/p99 minus direct p50/p99 at the same concurrency. "gw CPU ms/req" is the
+gateway processes' CPU time (user + system, from /proc) per request served: the figure least moved by other load.
 """
 
 import argparse
@@ -90,6 +91,21 @@ async def load(url: str, headers: dict[str, str], concurrency: int, seconds: flo
     return {"rps": len(latencies) / elapsed, "p50": pick(0.5), "p99": pick(0.99), "errors": errors}
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its direct children (uvicorn --workers N forks them)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, env={**os.environ, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -114,8 +130,8 @@ def main() -> None:
             stubs[name] = f"http://127.0.0.1:{port}"
             wait_http(stubs[name] + "/health")
         env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "HEARTH_GATEWAY_SPOOL_DIR": str(HOME / "spool")}
-        rows = ["| upstream | path | concurrency | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |",
-                "|---|---|---|---|---|---|---|---|"]
+        rows = ["| upstream | path | concurrency | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | gw CPU ms/req |",
+                "|---|---|---|---|---|---|---|---|---|"]
         summary = []
         for gateways in (1, 2):
             port = free_port()
@@ -131,22 +147,25 @@ def main() -> None:
                 for c in levels if gateways == 1 else [256]:
                     stream = name == "stream100"
                     direct = asyncio.run(load(stub_url + "/v1/chat/completions", {}, c, args.seconds, stream))
+                    cpu0 = tree_cpu_s(gw.pid)
                     via = asyncio.run(load(f"http://127.0.0.1:{port}/v1/chat/completions",
                                            {"Authorization": f"Bearer {secret}"}, c, args.seconds, stream))
+                    cpu_ms = 1000 * (tree_cpu_s(gw.pid) - cpu0) / max(1.0, via["rps"] * args.seconds)
                     label = f"gateway x{gateways}"
                     rows.append(f"| {name} | direct | {c} | {direct['rps']:.0f} | {direct['p50']:.2f} | "
-                                f"{direct['p99']:.2f} | | |")
+                                f"{direct['p99']:.2f} | | | |")
                     rows.append(f"| {name} | {label} | {c} | {via['rps']:.0f} | {via['p50']:.2f} | {via['p99']:.2f} | "
-                                f"{via['p50'] - direct['p50']:.2f} | {via['p99'] - direct['p99']:.2f} |")
+                                f"{via['p50'] - direct['p50']:.2f} | {via['p99'] - direct['p99']:.2f} | {cpu_ms:.2f} |")
                     line = (f"gateway {name} x{gateways} c={c}: {via['rps']:.0f} req/s (direct {direct['rps']:.0f}), "
                             f"added p50 {via['p50'] - direct['p50']:.2f} ms p99 {via['p99'] - direct['p99']:.2f} ms, "
-                            f"errors {via['errors']}")
+                            f"gateway CPU {cpu_ms:.2f} ms/req, errors {via['errors']}, load {os.getloadavg()[0]:.1f}")
                     print(line, flush=True)
                     summary.append(line)
                 _unregister(redis_url)
             gw.terminate()
             gw.wait(20)
-        body = "\n".join(rows) + (f"\n\nEach cell ran {args.seconds:g} s; load generator (aiohttp) shares the CPU with "
+        body = "\n".join(rows) + (f"\n\nLoad average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs. "
+                                  f"Each cell ran {args.seconds:g} s; load generator (aiohttp) shares the CPU with "
                                   "the gateway and the stubs. Targets: added p50 <= 2 ms and p99 <= 10 ms at c=32; "
                                   ">= 1,000 non-streamed req/s through two gateway processes.")
         write_section("gateway", body)
