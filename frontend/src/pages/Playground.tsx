@@ -70,7 +70,7 @@ export function PlaygroundPage() {
       update((t) => ({ ...t, usage, done: true }));
     } catch (e) {
       const message = e instanceof GatewayError || e instanceof ApiError ? e.message
-        : e instanceof DOMException && e.name === "AbortError" ? "Stopped." : `Can't reach the gateway (${String(e)}).`;
+        : e instanceof DOMException && e.name === "AbortError" ? "Stopped." : `Can't reach the gateway at ${token.current?.gateway_url ?? "its address"} (${String(e)}).`;
       if (e instanceof GatewayError && e.status === 401) token.current = null; // expired or revoked: fetch a new one
       update((t) => ({ ...t, done: true, error: message }));
     } finally {
