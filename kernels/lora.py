@@ -82,7 +82,7 @@ def _kernels() -> tuple[Any, Any]:
     @triton.jit
     def _lora_shrink_kernel(
         x_ptr, a_ptr, v_ptr, tiles_ptr, ranks_ptr, K, stride_x, stride_as, stride_ar, stride_v,
-        BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
+        BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, IEEE: tl.constexpr,
     ):  # fmt: skip
         tile = tl.program_id(0)
         r0 = tl.program_id(1) * BLOCK_R
@@ -109,13 +109,16 @@ def _kernels() -> tuple[Any, Any]:
             at = tl.load(
                 a_base + r[None, :] * stride_ar + k[:, None], mask=r_mask[None, :] & k_mask[:, None], other=0.0
             ).to(tl.float32)  # [BK, BR]
-            acc += tl.dot(xt, at)
+            if IEEE:
+                acc += tl.dot(xt, at, input_precision="ieee")
+            else:
+                acc += tl.dot(xt, at)
         tl.store(v_ptr + t[:, None].to(tl.int64) * stride_v + r[None, :], acc, mask=t_mask[:, None] & r_mask[None, :])
 
     @triton.jit
     def _lora_expand_kernel(
         v_ptr, b_ptr, y_ptr, tiles_ptr, ranks_ptr, scales_ptr, N, stride_v, stride_bs, stride_bn, stride_y,
-        BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+        BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, IEEE: tl.constexpr,
     ):  # fmt: skip
         tile = tl.program_id(0)
         n0 = tl.program_id(1) * BLOCK_N
@@ -143,13 +146,23 @@ def _kernels() -> tuple[Any, Any]:
                 mask=n_mask[None, :] & r_mask[:, None],
                 other=0.0,
             ).to(tl.float32)  # [BR, BN]
-            acc += tl.dot(vt, bt)
+            if IEEE:
+                acc += tl.dot(vt, bt, input_precision="ieee")
+            else:
+                acc += tl.dot(vt, bt)
         y_ptrs = y_ptr + t[:, None].to(tl.int64) * stride_y + n[None, :]
         mask = t_mask[:, None] & n_mask[None, :]
         y = tl.load(y_ptrs, mask=mask, other=0.0).to(tl.float32)
         tl.store(y_ptrs, (y + acc * scale).to(y_ptr.dtype.element_ty), mask=mask)
 
     return _lora_shrink_kernel, _lora_expand_kernel
+
+
+def _ieee(dtype: torch.dtype) -> bool:
+    # The kernels dot fp32 tiles (16-bit inputs upcast). On a GPU a plain fp32 tl.dot is TF32 (10-bit mantissa):
+    # exact for bf16/fp16 inputs and finer than the bf16 rounding the reference applies to v before the expand,
+    # but ~1e-2 off for fp32 inputs, which therefore get IEEE fp32 dots (the engine runs bf16 on GPUs).
+    return dtype == torch.float32
 
 
 def lora_shrink_triton(x: torch.Tensor, a: torch.Tensor, seg: LoraSegments, ranks: torch.Tensor) -> torch.Tensor:
@@ -177,6 +190,7 @@ def lora_shrink_triton(x: torch.Tensor, a: torch.Tensor, seg: LoraSegments, rank
         BLOCK_T=BLOCK_T,
         BLOCK_R=block_r,
         BLOCK_K=64,
+        IEEE=_ieee(x.dtype),
     )
     return v
 
@@ -208,6 +222,7 @@ def lora_expand_triton(
         BLOCK_T=BLOCK_T,
         BLOCK_N=block_n,
         BLOCK_R=16,
+        IEEE=_ieee(b.dtype),
     )
 
 

@@ -22,9 +22,12 @@ BLOCK_N = 64
 def launch_config(dtype: torch.dtype, head_dim: int) -> tuple[int, int, int, int]:
     # (block_m, block_n, num_warps, num_stages), from the sm_90 register reports of test_sm90_compile.py: bf16 at
     # D=128 with 4 warps spills (255 registers + 168 B stack), with 8 warps and 3 stages it takes 218 and none;
-    # fp32 (IEEE dots on FMA units, a debugging path) needs small tiles and still spills 24 B.
+    # fp32 (IEEE dots on FMA units, a debugging path): 64-row tiles, 8 warps. 32-row tiles (any key tile, 4 or 8
+    # warps) crash Triton 3.6's TritonGPURemoveLayoutConversions on sm_90 ("'tt.load' op failed to verify that mask
+    # type matches ptr type" on the block-table load; seen on an H200, 2026-11-26), which Triton 3.9 compiles.
+    # Spills at D=128 (200 B with Triton 3.6, ~1 KB with 3.9), none at D=64: fine for a debugging path.
     if dtype == torch.float32:
-        return 32, 32, 8, 2
+        return 64, 32, 8, 2
     return (BLOCK_M, BLOCK_N, 8, 3) if head_dim > 64 else (BLOCK_M, BLOCK_N, 4, 2)
 
 

@@ -50,6 +50,12 @@ CONFIGS = [
      {"GROUP_PAD": 1, "BLOCK_Q": 64, "BLOCK_N": 64, "BLOCK_D": 128, "UPCAST": False, "IEEE": False}, 8, 3),
     ("prefill MHA x64", prefill._paged_attention_prefill_kernel, BF16_ATTN,
      {"GROUP_PAD": 1, "BLOCK_Q": 64, "BLOCK_N": 64, "BLOCK_D": 64, "UPCAST": False, "IEEE": False}, 4, 2),
+    # fp32 (IEEE dots, launch_config's 64×32 tiles, 8 warps). Its former 32×32 tiles crashed Triton 3.6 on an H200;
+    # Triton 3.9 here compiled them, so this entry would not have caught that (it checks the config compiles).
+    ("prefill fp32 ieee GQA4 x128", prefill._paged_attention_prefill_kernel, F32_ATTN,
+     {"GROUP_PAD": 4, "BLOCK_Q": 16, "BLOCK_N": 32, "BLOCK_D": 128, "UPCAST": False, "IEEE": True}, 8, 2),
+    ("prefill fp32 ieee MHA x64", prefill._paged_attention_prefill_kernel, F32_ATTN,
+     {"GROUP_PAD": 1, "BLOCK_Q": 64, "BLOCK_N": 32, "BLOCK_D": 64, "UPCAST": False, "IEEE": True}, 8, 2),
     ("top_k_top_p_min_p", sampling._top_k_top_p_min_p_kernel,
      {"logits_ptr": "*fp32", "out_ptr": "*fp32", "top_k_ptr": "*i64", "top_p_ptr": "*fp32", "min_p_ptr": "*fp32",
       "log_min_p_ptr": "*fp32"}, {"BLOCK": 2048}, 8, 3),

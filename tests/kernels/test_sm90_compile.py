@@ -15,8 +15,10 @@ pytestmark = pytest.mark.skipif(GPU, reason="the GPU run compiles every kernel f
 HERE = Path(__file__).resolve().parent
 NAMES = ["add_rms_norm 4096", "silu_and_mul", "rotary 32/8x128", "store_kvcache 8x128", "decode GQA4 x128 split",
          "decode GQA3 x64", "decode fp32 ieee", "combine splits", "prefill GQA4 x128", "prefill GQA8 x128",
-         "prefill MHA x128", "prefill MHA x64",
+         "prefill MHA x128", "prefill MHA x64", "prefill fp32 ieee GQA4 x128", "prefill fp32 ieee MHA x64",
          "top_k_top_p_min_p"]  # fmt: skip
+# fp32 prefill is a debugging path (IEEE dots on FMA units): it must compile; at D=128 it spills (~1 KB here)
+MAY_SPILL = {"prefill fp32 ieee GQA4 x128"}
 
 
 @pytest.fixture(scope="module")
@@ -37,4 +39,5 @@ def test_compiles_for_sm90_without_spills(reports: dict[str, dict], name: str) -
     assert "error" not in row, row.get("error")
     print(name, row["usage"], f"shared {row['shared']}")
     assert row["shared"] <= 227 * 1024
-    assert " LOCAL:0 " in row["usage"] and " STACK:0 " in row["usage"], f"register spills: {row['usage']}"
+    if name not in MAY_SPILL:
+        assert " LOCAL:0 " in row["usage"] and " STACK:0 " in row["usage"], f"register spills: {row['usage']}"

@@ -38,9 +38,14 @@ def _smollm2(request: pytest.FixtureRequest) -> LlamaForCausalLM:
             model = LlamaForCausalLM(config)
     finally:
         torch.set_default_dtype(default)
-    gen = torch.Generator(DEVICE).manual_seed(0)
-    for name, p in model.named_parameters():
-        p.data.normal_(1.0 if name.endswith("norm.weight") else 0.0, 0.02, generator=gen)
+    # drawn on the CPU with a CPU generator (normal_ on the GPU refused the CUDA one with torch 2.11), then copied:
+    # the same weights on every card
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            mean = 1.0 if name.endswith("norm.weight") else 0.0
+            p.copy_(torch.empty(p.shape, dtype=torch.float32).normal_(mean, 0.02, generator=gen))
+    model.to(DEVICE)
     return model.eval()
 
 
