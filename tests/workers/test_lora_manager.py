@@ -88,16 +88,8 @@ def test_slots_evict_unpinned_lru_and_keep_pinned(store: Path) -> None:
         m.prepare(["u3"], [1])
 
 
-def test_hook_adds_each_tokens_delta(store: Path) -> None:
-    m = _manager(store, max_loras=3)
-    raw = {uid: LoraAdapter.from_folder(uid, store / uid, CFG, torch.float32) for uid in ("u0", "u1", "u3")}
-    seqs, lens = ["u1", None, "u0", "u1", "u3"], [2, 1, 3, 1, 2]  # u1 twice, apart: tokens must be regrouped
-    hook = m.prepare(seqs, lens)
-    assert hook is not None and hook.order is not None
-    x = torch.randn(sum(lens), 16)
-    y = torch.randn(sum(lens), 16 + 8 + 8)  # merged q | k | v
+def _want(raw: dict, seqs: list, lens: list[int], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     want = y.clone()
-    got = hook.add_delta(1, ("q_proj", "k_proj", "v_proj"), x, y.clone())
     t = 0
     for uid, n in zip(seqs, lens, strict=True):
         if uid is not None:
@@ -106,7 +98,23 @@ def test_hook_adds_each_tokens_delta(store: Path) -> None:
                 a, b = ad.weights[(1, proj)]
                 want[t : t + n, lo:hi] += x[t : t + n] @ a.t() @ b.t() * ad.scale
         t += n
-    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    return want
+
+
+@pytest.mark.parametrize("route", ["segments", "gathered"])
+def test_hook_adds_each_tokens_delta(store: Path, route: str) -> None:
+    m = _manager(store, max_loras=3)
+    m.gather_max_run = 0 if route == "segments" else 8  # per-run matmuls over grouped segments, or gathered BGMV
+    raw = {uid: LoraAdapter.from_folder(uid, store / uid, CFG, torch.float32) for uid in ("u0", "u1", "u2", "u3")}
+    m.prepare(["u2"], [1])  # rank 8 in a slot that u0 (rank 2) may take over: its stale rows must not count
+    seqs, lens = ["u1", None, "u0", "u1", "u3"], [2, 1, 3, 1, 2]  # u1 twice, apart: tokens must be regrouped
+    hook = m.prepare(seqs, lens)
+    assert hook is not None and (hook.gather is not None) == (route == "gathered")
+    assert route == "gathered" or hook.order is not None
+    x = torch.randn(sum(lens), 16)
+    y = torch.randn(sum(lens), 16 + 8 + 8)  # merged q | k | v
+    got = hook.add_delta(1, ("q_proj", "k_proj", "v_proj"), x, y.clone())
+    torch.testing.assert_close(got, _want(raw, seqs, lens, x, y), atol=1e-4, rtol=1e-4)
     assert m.prepare([None, None], [2, 2]) is None
 
 

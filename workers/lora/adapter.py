@@ -38,10 +38,13 @@ class LoraAdapter:
     scale: float
     targets: frozenset[str]  # projections this adapter changes
     weights: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]]  # (layer, proj) -> (A [r, in], B [out, r])
+    # proj -> (A [L, r, in], B [L, out, r]), zeros for layers it leaves alone; `weights` are views into these, so a
+    # device slot is filled with two copies per projection (not two per layer: 420 small copies for SmolLM2)
+    stacked: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
     @property
     def num_bytes(self) -> int:
-        return sum(a.nbytes + b.nbytes for a, b in self.weights.values())
+        return sum(a.nbytes + b.nbytes for a, b in self.stacked.values())
 
     @classmethod
     def from_tensors(
@@ -60,14 +63,21 @@ class LoraAdapter:
                 raise AdapterLoadError(f"adapter {uid}: unexpected tensor {name}")
             parts.setdefault((int(m[1]), m[2]), {})[m[3]] = tensor
         weights: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
-        for (layer, proj), ab in parts.items():
+        stacked: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for (layer, proj), ab in sorted(parts.items()):
             fan_in, fan_out = dims[proj]
             a, b = ab.get("A"), ab.get("B")
             if a is None or b is None or a.shape != (rank, fan_in) or b.shape != (fan_out, rank):
                 raise AdapterLoadError(f"adapter {uid}: layer {layer} {proj} has missing or misshapen factors")
-            weights[(layer, proj)] = (a.to(dtype).contiguous(), b.to(dtype).contiguous())
-        targets = frozenset(p for _, p in weights)
-        return cls(uid, rank, float(scale), targets, weights)
+            if proj not in stacked:
+                stacked[proj] = (torch.zeros(model.num_layers, rank, fan_in, dtype=dtype),
+                                 torch.zeros(model.num_layers, fan_out, rank, dtype=dtype))  # fmt: skip
+            stack_a, stack_b = stacked[proj]
+            stack_a[layer].copy_(a)
+            stack_b[layer].copy_(b)
+            weights[(layer, proj)] = (stack_a[layer], stack_b[layer])
+        targets = frozenset(stacked)
+        return cls(uid, rank, float(scale), targets, weights, stacked)
 
     @classmethod
     def from_folder(cls, uid: str, folder: Path, model: ModelConfig, dtype: torch.dtype) -> LoraAdapter:

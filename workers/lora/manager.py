@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from kernels._dispatch import use_triton
 from kernels.lora import LoraSegments, SlotParams
 from workers.lora.adapter import PROJECTIONS, AdapterLoadError, LoraAdapter, projection_dims
 from workers.lora.batch import LoraBatch
@@ -54,6 +55,9 @@ class LoraManager:
         self.last_slot_load_s = 0.0
         # The engine points this at its running sequences' adapters: those stay in their slots between steps.
         self.pinned: Callable[[], set[str]] = set
+        # Torch route: steps whose adapter runs average at most this many tokens use gathered BGMV (batch.py).
+        self.gather_max_run = 8
+        self._torch_route = not use_triton(torch.empty(0, device=self.device))
 
     # -- host tier ------------------------------------------------------------------------------------------------
 
@@ -129,15 +133,10 @@ class LoraManager:
             self._ranks[proj][slot] = r if proj in adapter.targets else 0
             if proj not in adapter.targets:
                 continue
-            arena_a, arena_b = self._arena(proj)
-            for layer in range(self.model.num_layers):
-                ab = adapter.weights.get((layer, proj))
-                if ab is None:  # layers_to_transform: this layer is unchanged
-                    arena_a[layer, slot, :r].zero_()
-                    arena_b[layer, slot, :, :r].zero_()
-                else:
-                    arena_a[layer, slot, :r].copy_(ab[0], non_blocking=True)
-                    arena_b[layer, slot, :, :r].copy_(ab[1], non_blocking=True)
+            arena_a, arena_b = self._arena(proj)  # [L, S, R, in], [L, S, out, R]
+            stack_a, stack_b = adapter.stacked[proj]  # [L, r, in], [L, out, r]; zeros where a layer is unchanged
+            arena_a[:, slot, :r].copy_(stack_a, non_blocking=True)
+            arena_b[:, slot, :, :r].copy_(stack_b, non_blocking=True)
         self._scales[slot] = adapter.scale
         self.slot_uids[slot] = adapter.uid
         self.num_slot_loads += 1
@@ -171,18 +170,23 @@ class LoraManager:
         token_slots: list[int] = []
         for uid, n in zip(seq_adapters, num_tokens, strict=True):
             token_slots += [slot_of[uid] if uid is not None else -1] * n
-        order: list[int] | None = None
-        if not _is_grouped(token_slots):
-            # Group tokens by slot (stable): the kernels want each adapter's tokens contiguous.
-            order = sorted(range(len(token_slots)), key=lambda t: token_slots[t])
-            token_slots = [token_slots[t] for t in order]
-        seg = LoraSegments.from_token_slots(token_slots, self.device)
         params = {
             proj: SlotParams(list(self._ranks[proj]), list(self._scales),
                              torch.tensor(self._ranks[proj], dtype=torch.int32, device=self.device),
                              torch.tensor(self._scales, dtype=torch.float32, device=self.device))
             for proj in self._arenas
         }  # fmt: skip
+        adapted = [t for t, s in enumerate(token_slots) if s >= 0]
+        if self._torch_route and len(uids) > 1 and len(adapted) <= self.gather_max_run * len(uids):
+            rows = torch.tensor(adapted, dtype=torch.int64, device=self.device)
+            slots = torch.tensor([token_slots[t] for t in adapted], dtype=torch.int64, device=self.device)
+            return LoraBatch(self._arenas, params, LoraSegments([], torch.empty(0, 3)), None, self.dims, (rows, slots))
+        order: list[int] | None = None
+        if not _is_grouped(token_slots):
+            # Group tokens by slot (stable): the kernels want each adapter's tokens contiguous.
+            order = sorted(range(len(token_slots)), key=lambda t: token_slots[t])
+            token_slots = [token_slots[t] for t in order]
+        seg = LoraSegments.from_token_slots(token_slots, self.device)
         order_t = torch.tensor(order, dtype=torch.int64, device=self.device) if order is not None else None
         return LoraBatch(self._arenas, params, seg, order_t, self.dims)
 

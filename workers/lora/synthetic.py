@@ -42,13 +42,13 @@ def adapter_config(*, rank: int, alpha: float, targets: tuple[str, ...] = PROJEC
 
 def write_random_adapter(
     folder: Path, model: ModelConfig, *, rank: int = 16, alpha: float = 32, targets: tuple[str, ...] = PROJECTIONS,
-    seed: int = 0, b_std: float = 0.02,
+    seed: int = 0, b_std: float = 0.02, dtype: torch.dtype = torch.float32,
 ) -> Path:  # fmt: skip
     """Writes adapter_config.json + adapter_model.safetensors into `folder` (created); returns the folder."""
     from safetensors.torch import save_file  # lazy, as in workers.lora.adapter
 
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = random_adapter_tensors(model, rank=rank, targets=targets, seed=seed, b_std=b_std)
+    tensors = random_adapter_tensors(model, rank=rank, targets=targets, seed=seed, b_std=b_std, dtype=dtype)
     save_file(tensors, folder / "adapter_model.safetensors")
     (folder / "adapter_config.json").write_text(json.dumps(adapter_config(rank=rank, alpha=alpha, targets=targets)))
     return folder
