@@ -11,6 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from gateway.auth import Authenticator
 from gateway.billing_guard import BillingGuard, PriceBook
@@ -126,6 +127,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await services.redis.aclose()
 
 
+_RATE_LIMIT_HEADERS = [
+    f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset") for unit in ("requests", "tokens")
+]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     # FastAPI's native OpenTelemetry hook asks the global tracer/meter/logger providers (os.environ lookups) on every
     # request even when nothing is configured: ~3% of the gateway's CPU under bench/gateway.py. Off.
@@ -134,6 +140,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    origins = [o.strip() for o in app.state.settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        # Outermost, so preflights are answered before auth; credentials stay off (the key is a Bearer header).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id", "x-hearth-cost", "retry-after", *_RATE_LIMIT_HEADERS],
+            max_age=600,
+        )
     app.include_router(inference.router)
     app.include_router(models.router)
     app.include_router(health.router)

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
 
+    # Browser origins allowed to call /v1 directly (the dashboard's playground, with a short-lived Bearer key; no
+    # cookies). Comma-separated; HEARTH_CORS_ORIGINS or HEARTH_GATEWAY_CORS_ORIGINS.
+    cors_origins: str = Field(
+        default="http://127.0.0.1:8000,http://localhost:8000",
+        validation_alias=AliasChoices("HEARTH_CORS_ORIGINS", "HEARTH_GATEWAY_CORS_ORIGINS"),
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
