@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 up: $(STAMP) frontend
 	cd platform && ../$(PY) -m devstack
 
-test: $(STAMP)
+test: $(STAMP) frontend frontend-test browser-deps
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
