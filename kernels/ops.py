@@ -1,10 +1,12 @@
-"""The one dispatch point per op: the Triton kernel for CUDA tensors, the torch reference otherwise (and always
-with HEARTH_KERNELS=reference). Triton modules are imported inside the CUDA branch, so CPU-only processes never
-import triton."""
+"""The one dispatch point per op: the Triton kernel for CUDA tensors, kernels/cpu_ops.py for CPU tensors where it
+has a faster version, the torch reference otherwise (and always with HEARTH_KERNELS=reference). Triton modules are
+imported inside the CUDA branch, so CPU-only processes never import triton."""
+
+import os
 
 import torch
 
-from kernels import reference
+from kernels import cpu_ops, reference
 from kernels._dispatch import use_triton
 from kernels.reference import rotary_cos_sin  # a one-off table build at load time: no kernel needed
 
@@ -19,6 +21,10 @@ __all__ = [
     "store_kvcache",
     "top_k_top_p_min_p_mask",
 ]
+
+
+def use_cpu_ops(t: torch.Tensor) -> bool:
+    return t.device.type == "cpu" and os.environ.get("HEARTH_KERNELS", "auto") != "reference"
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -78,6 +84,8 @@ def paged_attention_prefill(
         from kernels.triton_ops.paged_attention_prefill import paged_attention_prefill as triton_prefill
 
         return triton_prefill(q, k_cache, v_cache, cu_seqlens_q, seq_lens, block_tables, scale)
+    if use_cpu_ops(q):
+        return cpu_ops.paged_attention_prefill(q, k_cache, v_cache, cu_seqlens_q, seq_lens, block_tables, scale)
     return reference.paged_attention_prefill(q, k_cache, v_cache, cu_seqlens_q, seq_lens, block_tables, scale)
 
 
@@ -93,6 +101,8 @@ def paged_attention_decode(
         from kernels.triton_ops.paged_attention_decode import paged_attention_decode as triton_decode
 
         return triton_decode(q, k_cache, v_cache, seq_lens, block_tables, scale)
+    if use_cpu_ops(q):
+        return cpu_ops.paged_attention_decode(q, k_cache, v_cache, seq_lens, block_tables, scale)
     return reference.paged_attention_decode(q, k_cache, v_cache, seq_lens, block_tables, scale)
 
 
