@@ -149,6 +149,10 @@ def run(args: argparse.Namespace) -> int:
     env["PYTHONPATH"] = os.pathsep.join([str(PLATFORM_DIR), str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     if not env.get("HEARTH_WORKER_SECRET"):  # one per run; gateway and worker get the same env, so the same secret
         env["HEARTH_WORKER_SECRET"] = secrets.token_urlsafe(32)
+    if not env.get("HEARTH_CORS_ORIGINS"):  # the dashboard's playground calls the gateway from this origin
+        env["HEARTH_CORS_ORIGINS"] = ",".join(
+            f"http://{host}:{args.port}" for host in dict.fromkeys([args.host, "127.0.0.1", "localhost"])
+        )
 
     postgres = redis_server = None
     children: list[Child] = []

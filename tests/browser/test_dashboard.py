@@ -88,9 +88,8 @@ def test_customer_journey(stack, browser, screenshots, peft_adapter):  # noqa: A
     sdk_cost = Decimal(sdk.usage.model_extra["cost"])
 
     # Playground: a streamed reply with its token counts and cost. The dashboard (one origin) calls the gateway
-    # (another origin), so the gateway must answer CORS; until it does, the rest of the journey still runs and the
-    # test ends as an xfail naming the gap (see docs in the report of issue 7).
-    cors = _gateway_allows(stack, stack.url)
+    # (another origin), so the gateway must answer the browser's CORS preflight.
+    assert _gateway_allows(stack, stack.url), f"the gateway answers no CORS preflight for {stack.url}"
     _go(page, stack.url, "/playground", "Playground")
     page.get_by_label("Max tokens").fill("16")
     page.get_by_label("Message").fill("What is the capital of France?")
@@ -98,16 +97,12 @@ def test_customer_journey(stack, browser, screenshots, peft_adapter):  # noqa: A
     usage_line = page.get_by_test_id("turn-usage")
     turn_error = page.get_by_test_id("turn").get_by_role("alert")
     expect(usage_line.or_(turn_error)).to_be_visible(timeout=SLOW)  # the reply finished, or failed
-    if cors:
-        assert turn_error.count() == 0, turn_error.all_inner_texts()
-        assert page.get_by_test_id("reply").inner_text().strip()
-        m = re.search(r"(\d+) prompt \+ (\d+) completion tokens", usage_line.inner_text())
-        assert m, usage_line.inner_text()
-        play_tokens, play_cost, num_requests = int(m[1]) + int(m[2]), _playground_cost(page), 2
-        expect(page.get_by_test_id("turn-cost")).to_have_text(re.compile(r"^\$0\.\d+$"))
-    else:
-        expect(turn_error).to_contain_text("Can't reach the gateway")
-        play_tokens, play_cost, num_requests = 0, Decimal(0), 1
+    assert turn_error.count() == 0, turn_error.all_inner_texts()
+    assert page.get_by_test_id("reply").inner_text().strip()
+    m = re.search(r"(\d+) prompt \+ (\d+) completion tokens", usage_line.inner_text())
+    assert m, usage_line.inner_text()
+    play_tokens, play_cost, num_requests = int(m[1]) + int(m[2]), _playground_cost(page), 2
+    expect(page.get_by_test_id("turn-cost")).to_have_text(re.compile(r"^\$0\.\d+$"))
     page.get_by_role("button", name="View code").click()
     expect(page.locator("pre")).to_contain_text("client.chat.completions.create(")
     expect(page.locator("pre")).to_contain_text(stack.gateway)
@@ -164,9 +159,6 @@ def test_customer_journey(stack, browser, screenshots, peft_adapter):  # noqa: A
 
     _eventually(refused, 15, "the gateway to refuse the revoked key")
     context.close()
-    if not cors:
-        pytest.xfail(f"the gateway answers no CORS for {stack.url}: the playground can't stream from the browser. "
-                     "It must allow that origin (Authorization, Content-Type; POST, GET; OPTIONS preflight).")
 
 
 def _gateway_allows(stack, origin: str) -> bool:  # noqa: ANN001
