@@ -1,5 +1,6 @@
 """Fast CPU versions of the ops where the torch reference's per-sequence Python costs: paged attention for a whole
-batch in a few torch calls (one gather of K/V through the block tables, then `scaled_dot_product_attention`).
+batch in a few torch calls (one gather of K/V through the block tables, then two batched matmuls for decode, or
+`scaled_dot_product_attention`'s flash kernel for each prefill chunk).
 Same contracts and shapes as kernels/reference.py; the dispatch in kernels/ops.py picks these for CPU tensors.
 
 Shapes: T = tokens, B = sequences, Hq/Hk = query/KV heads, G = Hq // Hk, D = head dim, L = padded KV length.
@@ -14,7 +15,9 @@ import torch.nn.functional as F
 _DECODE_GROUP = 16
 
 
-def _gather_slots(block_tables: torch.Tensor, lens: torch.Tensor, max_len: int, block_size: int) -> tuple:
+def _gather_slots(
+    block_tables: torch.Tensor, lens: torch.Tensor, max_len: int, block_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     # block_tables: [B, max_blocks], lens: [B] int64 -> slots [B, L] (cache row of each position), valid [B, L].
     # Positions past a sequence's length read its position 0 instead (always a written, finite slot) and are
     # masked out of the softmax, so stale or NaN cache rows never reach the output.
