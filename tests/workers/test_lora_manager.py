@@ -101,16 +101,20 @@ def _want(raw: dict, seqs: list, lens: list[int], x: torch.Tensor, y: torch.Tens
     return want
 
 
-@pytest.mark.parametrize("route", ["segments", "gathered"])
-def test_hook_adds_each_tokens_delta(store: Path, route: str) -> None:
+@pytest.mark.parametrize(("route", "lens", "groups"), [
+    ("segments", [2, 1, 3, 1, 2], None),  # per-run matmuls over regrouped segments (the kernels' route)
+    ("gathered", [2, 1, 3, 1, 2], (3, 3)),  # one group per adapter, padded to the longest (3 tokens)
+    ("gathered", [6, 1, 1, 1, 1], (9, 1)),  # padding would triple the work: one group per token (BGMV)
+])  # fmt: skip
+def test_hook_adds_each_tokens_delta(store: Path, route: str, lens: list[int], groups: tuple | None) -> None:
     m = _manager(store, max_loras=3)
-    m.gather_max_run = 0 if route == "segments" else 8  # per-run matmuls over grouped segments, or gathered BGMV
+    m.gathered_route = route == "gathered"
     raw = {uid: LoraAdapter.from_folder(uid, store / uid, CFG, torch.float32) for uid in ("u0", "u1", "u2", "u3")}
-    m.prepare(["u2"], [1])  # rank 8 in a slot that u0 (rank 2) may take over: its stale rows must not count
-    seqs, lens = ["u1", None, "u0", "u1", "u3"], [2, 1, 3, 1, 2]  # u1 twice, apart: tokens must be regrouped
+    m.prepare(["u2"], [1])  # rank 8 in a slot that u3 (rank 3) takes over: its stale rows must not count
+    seqs = ["u1", None, "u0", "u1", "u3"]  # u1 twice, apart: tokens must be regrouped
     hook = m.prepare(seqs, lens)
-    assert hook is not None and (hook.gather is not None) == (route == "gathered")
-    assert route == "gathered" or hook.order is not None
+    assert hook is not None and "u2" not in m.slot_uids
+    assert (tuple(hook.gather[0].shape) if hook.gather is not None else None) == groups
     x = torch.randn(sum(lens), 16)
     y = torch.randn(sum(lens), 16 + 8 + 8)  # merged q | k | v
     got = hook.add_delta(1, ("q_proj", "k_proj", "v_proj"), x, y.clone())

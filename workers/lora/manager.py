@@ -55,9 +55,9 @@ class LoraManager:
         self.last_slot_load_s = 0.0
         # The engine points this at its running sequences' adapters: those stay in their slots between steps.
         self.pinned: Callable[[], set[str]] = set
-        # Torch route: steps whose adapter runs average at most this many tokens use gathered BGMV (batch.py).
+        # Torch route: steps whose adapters average at most this many tokens each use gathered BGMV (batch.py).
         self.gather_max_run = 8
-        self._torch_route = not use_triton(torch.empty(0, device=self.device))
+        self.gathered_route = not use_triton(torch.empty(0, device=self.device))  # False: kernels' segments
 
     # -- host tier ------------------------------------------------------------------------------------------------
 
@@ -157,6 +157,31 @@ class LoraManager:
             slot_of[uid] = slot
         return slot_of
 
+    def _groups(self, token_slots: list[int], num_adapters: int) -> tuple[torch.Tensor, ...] | None:
+        """Token groups for LoraBatch's gathered route, or None for per-run matmuls: one group per adapter when
+        padding them to the longest costs at most 2x the tokens, else one group per token when adapters average at
+        most gather_max_run tokens."""
+        by_slot: dict[int, list[int]] = {}
+        for t, slot in enumerate(token_slots):
+            if slot >= 0:
+                by_slot.setdefault(slot, []).append(t)
+        num_tokens = sum(map(len, by_slot.values()))
+        width = max(map(len, by_slot.values()))
+        if width * len(by_slot) <= 2 * num_tokens:
+            rows = [ts + [0] * (width - len(ts)) for ts in by_slot.values()]
+            valid = [[1] * len(ts) + [0] * (width - len(ts)) for ts in by_slot.values()]
+            slots = list(by_slot)
+        elif num_tokens <= self.gather_max_run * num_adapters:
+            rows = [[t] for ts in by_slot.values() for t in ts]
+            valid = [[1]] * num_tokens
+            slots = [s for s, ts in by_slot.items() for _ in ts]
+        else:
+            return None
+        dev = self.device
+        return (torch.tensor(rows, dtype=torch.int64, device=dev),
+                torch.tensor(valid, dtype=torch.bool, device=dev).unsqueeze(2),
+                torch.tensor(slots, dtype=torch.int64, device=dev))  # fmt: skip
+
     def prepare(self, seq_adapters: list[str | None], num_tokens: list[int]) -> LoraBatch | None:
         """The LoRA hook of one step: sequence i contributes num_tokens[i] consecutive tokens with adapter
         seq_adapters[i] (None = base). Adapters of running sequences (`pinned()`) keep their slots."""
@@ -176,11 +201,10 @@ class LoraManager:
                              torch.tensor(self._scales, dtype=torch.float32, device=self.device))
             for proj in self._arenas
         }  # fmt: skip
-        adapted = [t for t, s in enumerate(token_slots) if s >= 0]
-        if self._torch_route and len(uids) > 1 and len(adapted) <= self.gather_max_run * len(uids):
-            rows = torch.tensor(adapted, dtype=torch.int64, device=self.device)
-            slots = torch.tensor([token_slots[t] for t in adapted], dtype=torch.int64, device=self.device)
-            return LoraBatch(self._arenas, params, LoraSegments([], torch.empty(0, 3)), None, self.dims, (rows, slots))
+        if self.gathered_route and len(uids) > 1:
+            gather = self._groups(token_slots, len(uids))
+            if gather is not None:
+                return LoraBatch(self._arenas, params, LoraSegments([], torch.empty(0, 3)), None, self.dims, gather)
         order: list[int] | None = None
         if not _is_grouped(token_slots):
             # Group tokens by slot (stable): the kernels want each adapter's tokens contiguous.
