@@ -153,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         env["HEARTH_CORS_ORIGINS"] = ",".join(
             f"http://{host}:{args.port}" for host in dict.fromkeys([args.host, "127.0.0.1", "localhost"])
         )
+    # The control plane writes validated adapters here and the worker reads them: one folder for both.
+    env.setdefault("HEARTH_ADAPTER_STORE", str(home / "adapters"))
 
     postgres = redis_server = None
     children: list[Child] = []
