@@ -120,6 +120,15 @@ def test_customer_journey(stack, browser, screenshots, peft_adapter):  # noqa: A
     expect(page.get_by_text("accounts/").filter(has_text="browser-lora")).to_be_visible()
     _shot(page, screenshots, "models")
 
+    # The ready adapter is a model of this account on the gateway, served by the make-up worker from the shared store.
+    adapter_model = next(m.id for m in client.models.list() if m.id.endswith("/models/browser-lora"))
+    lora = client.chat.completions.create(model=adapter_model, messages=[{"role": "user", "content": "Say hi."}],
+                                          max_tokens=8, temperature=0)
+    assert lora.choices[0].message.content
+    sdk_tokens += lora.usage.prompt_tokens + lora.usage.completion_tokens
+    sdk_cost += Decimal(lora.usage.model_extra["cost"])
+    num_requests += 1
+
     # Usage: the ledger has both requests (the playground's temporary key and the SDK's), tokens and cost.
     expected_cost = sdk_cost + play_cost
     _go(page, stack.url, "/usage", "Usage")
