@@ -41,7 +41,10 @@ def _build_frontend() -> None:
         pytest.fail(f"building the dashboard failed (make frontend):\n{result.stdout}\n{result.stderr}")
 
 
-@pytest.fixture(scope="session")
+# Module scope: the stack and the browser stop when test_dashboard.py is done, so the rest of the suite neither
+# shares the CPU with an idle `make up` nor inherits Playwright's event loop (its sync API keeps one running in the
+# main thread while it lives, and asyncio.run() in later tests then refuses to start).
+@pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     _build_frontend()
     # Not under pytest's basetemp (other runs reset it to 0700; postgres runs as another user when we are root),
@@ -100,7 +103,7 @@ def _logs(home: Path, tail: int = 40) -> str:
     return "\n".join(parts)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not (Path(CHROMIUM).exists() and os.access(CHROMIUM, os.X_OK)):
         pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium. Run `make browser-deps` "
