@@ -1,11 +1,14 @@
 """Forwarding to workers over one shared UpstreamClient (gateway/upstream_http.py): connect with fall-through to the next candidate, then
 either read a JSON answer or relay the worker's SSE stream to the client.
 
-The relay parses only what it must: a `data:` line is JSON-decoded when it carries a non-null `usage` (the worker's
-final usage chunk, stripped unless the client asked for usage); every other line is forwarded as bytes, with the
-worker's internal model name swapped for the one the client used. If the worker dies before its usage chunk, the
-completion is counted as the number of content chunks delivered (our worker sends one chunk per decode step, so about
-one token each) and the prompt as 0: what was delivered is billed, nothing is guessed beyond it.
+The relay parses only what it must. The gateway asks the worker for `continuous_usage_stats`, so each content chunk
+carries the usage so far: the relay keeps the latest and puts `"usage":null` in its place (the bytes the worker sends
+without it), so the client sees OpenAI's format, usage only in the final chunk and only if it asked. The final usage
+chunk (`"choices":[]`) is JSON-decoded, priced, and dropped unless the client asked for usage; every other line is
+forwarded as bytes, with the worker's internal model name swapped for the one the client used. If the client hangs up
+or the worker dies before the final chunk, the last usage seen is billed (prompt included); only if the worker never
+reported any is the completion counted as the number of content chunks delivered (our worker sends one chunk per
+decode step, so about one token each) and the prompt as 0: nothing is guessed beyond what was delivered.
 """
 
 import json
@@ -151,6 +154,35 @@ def _usage_present(data: str) -> bool:
     return '"usage"' in data and '"usage":null' not in data and '"usage": null' not in data
 
 
+def _is_usage_only(data: str) -> bool:
+    return '"choices":[]' in data or '"choices": []' in data
+
+
+def _strip_usage(data: str) -> tuple[str, dict | None]:
+    """A content chunk's `"usage":{...}` (continuous_usage_stats) becomes `"usage":null`; returns it decoded.
+    Inside JSON strings every quote is escaped, so `"usage":` can only be the key; the usage object holds numbers
+    and nested objects, no strings with braces, so counting braces finds its end."""
+    key = data.rfind('"usage":')
+    start = key + len('"usage":')
+    while start < len(data) and data[start] == " ":
+        start += 1
+    if key < 0 or start >= len(data) or data[start] != "{":
+        return data, None
+    depth = 0
+    for end in range(start, len(data)):
+        if data[end] == "{":
+            depth += 1
+        elif data[end] == "}":
+            depth -= 1
+            if depth == 0:
+                try:
+                    usage = json.loads(data[start: end + 1])
+                except ValueError:
+                    return data, None
+                return f"{data[:start]}null{data[end + 1:]}", usage if isinstance(usage, dict) else None
+    return data, None
+
+
 def _carries_text(data: str) -> bool:
     # Role-only and finish-only chunks carry "content":"" / "text":"", the usage chunk "choices":[]; only chunks
     # with text count as delivered tokens.
@@ -174,6 +206,10 @@ async def relay_sse(
                 state.status = "finished"
                 yield b"data: [DONE]\n\n"
                 break
+            if _usage_present(data) and not _is_usage_only(data):
+                data, usage = _strip_usage(data)  # the worker's usage so far, never shown to the client
+                if usage is not None:
+                    state.usage = Usage.from_worker(usage)
             if _usage_present(data):
                 chunk = json.loads(data)
                 state.usage = Usage.from_worker(chunk.get("usage"))

@@ -50,7 +50,9 @@ class _Request(BaseModel):
             body.pop(name, None)
         body["model"] = worker_model
         if self.stream:
-            body["stream_options"] = {"include_usage": True}  # always metered from the worker's own count
+            # Always metered from the worker's own count, which it puts on every chunk (continuous_usage_stats) so a
+            # stream the client abandons is billed for its prompt too; the relay strips it from what the client sees.
+            body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
         return body
 
     @property

@@ -3,7 +3,8 @@ through a real gateway to a real SmolLM2 worker with the official SDK: non-strea
 `include_usage`, and streams the client closes after its first chunks. `manage.py billing_ingest` runs as a real
 process and is SIGKILLed mid-run, then a new consumer in the same group takes over. Afterwards, per account, the
 ledger's tokens equal the usage the clients saw plus, for the streams that carried no usage to the client (cancelled,
-or no `include_usage`), what the gateway metered from the worker; every request_id the gateway answered with is in
+or no `include_usage`), what the gateway metered from the worker (a cancelled stream's prompt included, from the
+usage the worker puts on every chunk); every request_id the gateway answered with is in
 the ledger exactly once; cancelled streams are `aborted` rows; every cost is `billing.pricing` at the catalog price."""
 
 import importlib
@@ -235,6 +236,9 @@ def test_ledger_reconciles_with_clients_across_a_killed_consumer(worker, gateway
     assert sorted(rows) == sorted(ids)  # no request_id twice, none missing, nothing else billed to these accounts
     assert not usage_stream.xlen("hearth:usage:dead")
 
+    prompt_tokens = {s.seen[0] for s in plan if s.seen is not None}  # every request sends the same MESSAGES
+    assert len(prompt_tokens) == 1, prompt_tokens
+    (prompt_tokens,) = prompt_tokens
     expected: dict[int, list[int]] = {}
     for sent in plan:
         row, event = rows[sent.request_id], emitted[sent.request_id][0]
@@ -244,6 +248,9 @@ def test_ledger_reconciles_with_clients_across_a_killed_consumer(worker, gateway
         if sent.kind == "cancel":
             assert row.status == "aborted", (sent.request_id, row.status, tokens)
             assert sent.content_chunks <= row.completion_tokens <= sent.max_tokens, (sent.content_chunks, tokens)
+            # The worker's usage rides on every chunk (continuous_usage_stats), so a stream the client abandons is
+            # billed its prompt too: the count the worker reported for this same prompt on the completed requests.
+            assert row.prompt_tokens == prompt_tokens > 0, (tokens, prompt_tokens)
         else:
             assert row.status == "finished" and row.completion_tokens == sent.max_tokens, (row.status, tokens)
         if sent.seen is not None:  # what the client was told is what it is billed

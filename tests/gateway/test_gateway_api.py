@@ -3,6 +3,7 @@
 import os
 from decimal import Decimal
 
+import httpx
 import pytest
 from conftest import SMOLLM2, wait_usage
 from gateway_testlib import sdk, wait_for_workers
@@ -51,6 +52,7 @@ def test_chat_streamed_usage_equals_non_streamed_and_is_metered(client, catalog)
         reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply.choices[0].message.content
     assert {c.model for c in chunks} == {PUBLIC}
+    assert all(c.usage is None for c in chunks[:-1])  # the worker's per-chunk usage never reaches the client
 
     event = wait_usage(redis_url, full.headers["x-request-id"])
     assert event["status"] == "finished"
@@ -75,6 +77,33 @@ def test_stream_without_include_usage_has_no_usage_chunk_but_is_metered(client):
     assert all(c.usage is None for c in chunks)
     event = wait_usage(os.environ["REDIS_URL"], stream.response.headers["x-request-id"])
     assert event["completion_tokens"] == 4 and event["prompt_tokens"] > 0
+
+
+def test_cancelled_stream_is_metered_with_its_prompt_tokens(gateway, real_worker, make_key):
+    """The client hangs up mid-stream: no final usage chunk ever comes, yet the prompt is billed from the usage the
+    worker put on the chunks it did send; the client's bytes carry `"usage":null` on every chunk, as before."""
+    wait_for_workers(gateway, SMOLLM2)
+    _key, secret = make_key()
+    full = sdk(gateway.url, secret).chat.completions.create(model=SMOLLM2, messages=MESSAGES, max_tokens=2,
+                                                            temperature=0)
+    body = {"model": SMOLLM2, "messages": MESSAGES, "max_tokens": 64, "temperature": 0, "stream": True,
+            "ignore_eos": True}
+    lines = []
+    with httpx.Client(timeout=60) as http, http.stream(
+            "POST", f"{gateway.url}/v1/chat/completions", json=body,
+            headers={"authorization": f"Bearer {secret}"}) as response:
+        assert response.status_code == 200
+        request_id = response.headers["x-request-id"]
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                lines.append(line)
+            if len(lines) >= 3:
+                break  # hang up mid-stream
+    assert all('"usage":null' in line and '"prompt_tokens"' not in line for line in lines), lines
+    event = wait_usage(os.environ["REDIS_URL"], request_id, timeout=30)
+    assert event["status"] == "aborted"
+    assert event["prompt_tokens"] == full.usage.prompt_tokens > 0
+    assert 2 <= event["completion_tokens"] < 64
 
 
 def test_completions_streamed_and_not(client):

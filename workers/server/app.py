@@ -164,7 +164,8 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival)
         if req.stream:
-            body = serving.chat_stream(stream, request_id, req.model, req.n, w.tokens, req.logprobs, include_usage)
+            body = serving.chat_stream(stream, request_id, req.model, req.n, w.tokens, req.logprobs, include_usage,
+                                       continuous_usage=P.continuous_usage(req), num_prompt_tokens=len(prompt_ids))
             return _sse_response(body, request_id)
         result = await serving.collect(stream, request, req.n)
         if result is None:
@@ -185,7 +186,9 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival)
         logprobs = req.logprobs is not None
         if req.stream:
-            body = serving.completion_stream(stream, request_id, req.model, req.n, w.tokens, logprobs, include_usage)
+            body = serving.completion_stream(stream, request_id, req.model, req.n, w.tokens, logprobs, include_usage,
+                                             continuous_usage=P.continuous_usage(req),
+                                             num_prompt_tokens=len(prompt_ids))
             return _sse_response(body, request_id)
         result = await serving.collect(stream, request, req.n)
         if result is None:

@@ -21,6 +21,11 @@ def include_usage(req: ChatCompletionRequest | CompletionRequest) -> bool:
     return bool(req.stream_options and req.stream_options.include_usage)
 
 
+def continuous_usage(req: ChatCompletionRequest | CompletionRequest) -> bool:
+    """vLLM's `stream_options.continuous_usage_stats`: every streamed chunk carries the usage so far."""
+    return bool(req.stream and req.stream_options and req.stream_options.continuous_usage_stats)
+
+
 def chat_messages(req: ChatCompletionRequest) -> list[dict[str, str]]:
     if not req.messages:
         raise OpenAIError("'messages' must contain at least one message.", param="messages", code="empty_array")

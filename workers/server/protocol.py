@@ -17,6 +17,8 @@ class _Request(BaseModel):
 
 class StreamOptions(_Request):
     include_usage: bool = False
+    # vLLM's extra: usage so far on every streamed chunk (the gateway meters a stream the client abandons from it)
+    continuous_usage_stats: bool = False
 
 
 class TextContentPart(_Request):

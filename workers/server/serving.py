@@ -97,8 +97,8 @@ class _Choice:
 
 
 class UsageTracker:
-    def __init__(self) -> None:
-        self.prompt = 0
+    def __init__(self, num_prompt_tokens: int = 0) -> None:
+        self.prompt = num_prompt_tokens
         self.cached: int | None = None
         self.output: dict[int, int] = {}
 
@@ -214,13 +214,18 @@ def _sse(obj: BaseModel | dict[str, Any]) -> str:
 
 
 async def chat_stream(
-    stream: RequestStream, request_id: str, model: str, n: int, tokens: TokenText, logprobs: bool, include_usage: bool
+    stream: RequestStream, request_id: str, model: str, n: int, tokens: TokenText, logprobs: bool, include_usage: bool,
+    *, continuous_usage: bool = False, num_prompt_tokens: int = 0,
 ) -> AsyncIterator[str]:
-    usage = UsageTracker()
+    """With `continuous_usage` every chunk carries the usage so far (vLLM's continuous_usage_stats)."""
+    usage = UsageTracker(num_prompt_tokens)
+
+    def so_far() -> Usage | None:
+        return usage.usage() if continuous_usage else None
     try:
         for i in range(n):
             role = ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))
-            yield _sse(ChatCompletionChunk(id=request_id, model=model, choices=[role]))
+            yield _sse(ChatCompletionChunk(id=request_id, model=model, choices=[role], usage=so_far()))
         async for deltas in stream:
             for d in deltas:
                 usage.add(d)
@@ -230,7 +235,7 @@ async def chat_stream(
                 choice = ChatChunkChoice(
                     index=d.index, delta=ChatDelta(content=d.text), logprobs=lps, finish_reason=d.finish_reason
                 )
-                yield _sse(ChatCompletionChunk(id=request_id, model=model, choices=[choice]))
+                yield _sse(ChatCompletionChunk(id=request_id, model=model, choices=[choice], usage=so_far()))
         if include_usage:
             yield _sse(ChatCompletionChunk(id=request_id, model=model, choices=[], usage=usage.usage()))
         yield DONE
@@ -242,9 +247,14 @@ async def chat_stream(
 
 
 async def completion_stream(
-    stream: RequestStream, request_id: str, model: str, n: int, tokens: TokenText, logprobs: bool, include_usage: bool
+    stream: RequestStream, request_id: str, model: str, n: int, tokens: TokenText, logprobs: bool, include_usage: bool,
+    *, continuous_usage: bool = False, num_prompt_tokens: int = 0,
 ) -> AsyncIterator[str]:
-    usage = UsageTracker()
+    """With `continuous_usage` every chunk carries the usage so far (vLLM's continuous_usage_stats)."""
+    usage = UsageTracker(num_prompt_tokens)
+
+    def so_far() -> Usage | None:
+        return usage.usage() if continuous_usage else None
     choices = {i: _Choice() for i in range(n)}
     try:
         async for deltas in stream:
@@ -254,7 +264,7 @@ async def completion_stream(
                     continue
                 lps = _completion_logprobs(tokens, d.logprobs or [], choices[d.index]) if logprobs else None
                 choice = CompletionChoice(index=d.index, text=d.text, logprobs=lps, finish_reason=d.finish_reason)
-                yield _sse(Completion(id=request_id, model=model, choices=[choice]))
+                yield _sse(Completion(id=request_id, model=model, choices=[choice], usage=so_far()))
         if include_usage:
             yield _sse(Completion(id=request_id, model=model, choices=[], usage=usage.usage()))
         yield DONE

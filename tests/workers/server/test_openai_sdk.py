@@ -50,6 +50,25 @@ def test_stream_without_usage_has_no_usage_chunk(client):
     assert chunks and all(c.choices for c in chunks) and all(c.usage is None for c in chunks)
 
 
+def test_continuous_usage_stats_puts_growing_usage_on_every_chunk(client):
+    whole = _chat(client, max_tokens=8)
+    options = {"include_usage": True, "continuous_usage_stats": True}
+    chunks = list(_chat(client, max_tokens=8, stream=True, stream_options=options))
+    assert chunks[-1].choices == [] and len(chunks) > 2
+    assert all(c.usage is not None for c in chunks)
+    assert all(c.usage.prompt_tokens == whole.usage.prompt_tokens for c in chunks)  # the role chunk's too
+    completion = [c.usage.completion_tokens for c in chunks]
+    assert completion == sorted(completion) and completion[0] == 0 and completion[-1] == whole.usage.completion_tokens
+    assert all(c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens for c in chunks)
+    assert all(c.usage.prompt_tokens_details is not None for c in chunks)
+    texts = list(client.completions.create(model=MODEL, prompt="The sea is", max_tokens=4, temperature=0, stream=True,
+                                           stream_options={"continuous_usage_stats": True}))
+    assert texts and all(c.choices for c in texts)  # no include_usage: no final usage chunk
+    assert all(c.usage is not None and c.usage.prompt_tokens > 0 for c in texts)
+    assert [c.usage.completion_tokens for c in texts] == sorted(c.usage.completion_tokens for c in texts)
+    assert 1 <= texts[-1].usage.completion_tokens <= 4
+
+
 def test_stop_string_and_list_cut_the_text(client):
     plain = _chat(client, max_tokens=16).choices[0].message.content
     words = plain.split()
