@@ -40,6 +40,9 @@ def adapter_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-adapter-store")
 
 
+E2E_REGION = "e2e-lora"
+
+
 @pytest.fixture(scope="module")
 def lora_worker(smollm2_gguf_path: Path, adapter_store: Path):
     port = free_port()
@@ -48,7 +51,9 @@ def lora_worker(smollm2_gguf_path: Path, adapter_store: Path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "workers.server", "--model", str(smollm2_gguf_path), "--host", "127.0.0.1",
          "--port", str(port), "--worker-id", worker_id, "--redis-url", os.environ["REDIS_URL"],
-         "--adapter-store", str(adapter_store), "--num-kv-blocks", "256", "--log-level", "warning"],
+         "--adapter-store", str(adapter_store), "--num-kv-blocks", "256", "--log-level", "warning",
+         # Its own region: workers other tests left registered (without this adapter store) are not preferred.
+         "--region", E2E_REGION],
         cwd=REPO_ROOT, env=env,
     )
     try:
@@ -68,7 +73,7 @@ def gateway(transactional_db, tmp_path: Path):
     parts = {"dbname": s["NAME"], "user": s["USER"], "password": s["PASSWORD"], "host": s["HOST"], "port": s["PORT"]}
     dsn = make_conninfo(**{k: str(v) for k, v in parts.items() if v})
     server = start_gateway(Settings(database_url=dsn, redis_url=os.environ["REDIS_URL"], spool_dir=tmp_path / "spool",
-                                    registry_refresh_s=0.2, region="local", worker_secret=""))
+                                    registry_refresh_s=0.2, region=E2E_REGION, worker_secret=""))
     try:
         yield server
     finally:
