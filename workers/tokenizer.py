@@ -14,6 +14,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders as hf_decoders
 from tokenizers import models as hf_models
 
+from workers.detokenizer import IncrementalDetokenizer as IncrementalDetokenizer  # re-exported
 from workers.loader.gguf_file import field, open_gguf
 from workers.loader.hf_folder import read_json
 
@@ -179,44 +180,6 @@ class Tokenizer:
             backend, bos_token_id=bos_id, eos_token_ids=list(dict.fromkeys(i for i in eos_ids if i is not None)),
             add_bos=False, chat_template=template, special_tokens=specials,
         )
-
-
-class IncrementalDetokenizer:
-    """Text deltas for a growing list of token ids, in the prefix-window style of vLLM/TGI: decode a short window
-    before and after the new token and emit the difference, holding back while the text ends in U+FFFD (an
-    incomplete UTF-8 sequence split across byte tokens)."""
-
-    def __init__(
-        self, tokenizer: Tokenizer, prompt_ids: Sequence[int] = (), skip_special_tokens: bool = True
-    ) -> None:
-        self._tokenizer = tokenizer
-        self._skip = skip_special_tokens
-        # A few prompt tokens give the first output token its context (a leading space, a merged byte).
-        self._ids: list[int] = list(prompt_ids[-6:])
-        self._prefix_offset = max(len(self._ids) - 5, 0)
-        self._read_offset = len(self._ids)
-        self.text = ""
-
-    def add(self, token_id: int) -> str:
-        """Append one token; -> the newly complete text (possibly "")."""
-        self._ids.append(token_id)
-        return self._emit(final=False)
-
-    def flush(self) -> str:
-        """At the end of the sequence: whatever is held back, replacement characters included."""
-        return self._emit(final=True)
-
-    def _emit(self, final: bool) -> str:
-        decode = self._tokenizer.decode
-        prefix = decode(self._ids[self._prefix_offset : self._read_offset], self._skip)
-        full = decode(self._ids[self._prefix_offset :], self._skip)
-        if len(full) <= len(prefix) or (full.endswith("\ufffd") and not final):
-            return ""
-        delta = full[len(prefix) :]
-        self._prefix_offset = self._read_offset
-        self._read_offset = len(self._ids)
-        self.text += delta
-        return delta
 
 
 def _token_str(value: Any) -> str | None:

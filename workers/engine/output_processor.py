@@ -6,7 +6,7 @@ stop string, not even its first half; a stop string found ends the sequence and 
 
 from collections.abc import Callable
 
-from workers.engine.detokenizer import Decoder, IncrementalDetokenizer
+from workers.detokenizer import Decoder, IncrementalDetokenizer
 from workers.engine.outputs import CompletionDelta
 from workers.engine.sequence import Sequence
 
