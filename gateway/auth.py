@@ -20,6 +20,7 @@ from fastapi import Depends, Request
 
 from gateway.db import Database, KeyRecord
 from gateway.errors import AccountSuspended, InvalidApiKey
+from gateway.pubsub import listen_forever
 
 log = logging.getLogger("hearth.gateway.auth")
 
@@ -109,27 +110,9 @@ class Authenticator:
         self._cache = {h: v for h, v in self._cache.items() if v[1] is None}
 
     async def listen_revocations(self, client: aioredis.Redis) -> None:
-        """Runs for the life of the process; reconnects after a Redis outage."""
-        first = True
-        while True:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(REVOKED_CHANNEL)
-                if not first:
-                    self.forget_positive()  # revocations published while we were away were lost
-                first = False
-                async for message in pubsub.listen():
-                    data = message.get("data")
-                    if isinstance(data, bytes):
-                        self.revoke(data.decode().strip())
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-                log.warning("revocation channel lost (%s); resubscribing", type(exc).__name__)
-                await asyncio.sleep(0.5)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except (aioredis.RedisError, OSError):
-                    pass
+        """Runs for the life of the process; after an outage every cached positive result is dropped, since revocations
+        published meanwhile were lost."""
+        await listen_forever(client, REVOKED_CHANNEL, self.revoke, self.forget_positive)
 
     async def flush_last_used(self, client: aioredis.Redis) -> None:
         if not self._last_used:

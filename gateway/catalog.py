@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from gateway.db import Database, KeyRecord, ModelEntry
 from gateway.errors import ModelNotFound
+from gateway.pubsub import listen_forever
 
 log = logging.getLogger("hearth.gateway.catalog")
 
@@ -96,23 +97,4 @@ class Catalog:
     async def listen_deletions(self, client: aioredis.Redis) -> None:
         """Runs for the life of the process; after a Redis outage every cached adapter list is dropped, since
         deletions published meanwhile were lost."""
-        first = True
-        while True:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(ADAPTER_DELETED_CHANNEL)
-                if not first:
-                    self._adapters.clear()
-                first = False
-                async for message in pubsub.listen():
-                    data = message.get("data")
-                    if isinstance(data, bytes):
-                        self.forget_adapter(data.decode().strip())
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-                log.warning("adapter deletion channel lost (%s); resubscribing", type(exc).__name__)
-                await asyncio.sleep(0.5)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except (aioredis.RedisError, OSError):
-                    pass
+        await listen_forever(client, ADAPTER_DELETED_CHANNEL, self.forget_adapter, self._adapters.clear)
