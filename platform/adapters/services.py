@@ -109,8 +109,23 @@ def _enqueue(adapter_id: int) -> None:
 
     try:
         adapter_validate_task.delay(adapter_id)
-    except Exception as exc:  # the broker is down: the row stays pending and a re-queue picks it up
+    except Exception as exc:  # the broker is down: the row stays pending and adapters.requeue_pending picks it up
         log.warning("could not queue validation of adapter %s: %s", adapter_id, exc)
+
+
+def adapter_requeue_pending(*, older_than_s: float = 60.0) -> int:
+    """Queue validation again for every adapter still `pending` after `older_than_s`; -> how many were queued."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    # Across accounts by design: a maintenance sweep that only passes ids on to the (idempotent) validation task.
+    stale = Adapter.dangerously_unscoped.filter(status=Adapter.Status.PENDING, updated_at__lt=cutoff)
+    ids = list(stale.values_list("pk", flat=True))
+    for adapter_id in ids:
+        _enqueue(adapter_id)
+    return len(ids)
 
 
 def _read_upload(uid: str) -> AdapterFiles:

@@ -138,6 +138,8 @@ CELERY_BEAT_SCHEDULE = {
     # The gateways' key touches (Redis hash hearth:keys:last_used) into keys_apikey.last_used_at. `expires`: a run
     # that waited longer than one period is dropped, the next one carries the same data.
     "keys-flush-last-used": {"task": "keys.tasks.flush_key_last_used", "schedule": 10.0, "options": {"expires": 10}},
+    # Uploads whose validation task never reached the broker stay `pending`; sweep them back into the queue.
+    "adapters-requeue-pending": {"task": "adapters.requeue_pending", "schedule": 60.0, "options": {"expires": 60}},
 }
 
 LOGGING = {

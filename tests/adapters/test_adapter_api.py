@@ -111,3 +111,29 @@ def test_a_real_peft_adapter_is_accepted(session_client, tmp_path: Path):
     ready = _upload_ready(client, files)
     assert ready["status"] == "ready", ready["failure_reason"]
     assert (ready["rank"], ready["lora_alpha"]) == (6, 12.0)
+
+
+def test_an_upload_whose_validation_never_reached_the_broker_is_requeued(
+    session_client, monkeypatch, django_capture_on_commit_callbacks
+):
+    from adapters import tasks
+    from adapters.services import adapter_requeue_pending
+
+    client, _account = session_client()
+
+    def broker_down(*args, **kwargs):  # the boundary that can't fail on demand here: Celery's publish to Redis
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(tasks.adapter_validate_task, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        uid = _post(client, adapter_files()).json()["uid"]
+    assert client.get(f"/api/v1/adapters/{uid}").json()["status"] == "pending"
+
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.adapter_validate_task, "delay", lambda adapter_id: queued.append(adapter_id))
+    assert adapter_requeue_pending(older_than_s=3600) == 0  # too fresh: its own task may still be on the way
+    assert adapter_requeue_pending(older_than_s=0) == 1
+    for adapter_id in queued:
+        tasks.adapter_validate_task(adapter_id)  # what the worker would run
+    assert client.get(f"/api/v1/adapters/{uid}").json()["status"] == "ready"
+    assert adapter_requeue_pending(older_than_s=0) == 0  # nothing left pending
