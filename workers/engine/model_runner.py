@@ -2,7 +2,7 @@
 
 import torch
 
-from workers.engine.attention_metadata import AttentionMetadata
+from workers.models.attention_metadata import AttentionMetadata
 from workers.engine.config import EngineConfig
 from workers.engine.outputs import SamplerOutput
 from workers.engine.sampler import Sampler

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import kernels
-from workers.engine.attention_metadata import AttentionMetadata
+from workers.models.attention_metadata import AttentionMetadata
 from workers.model_config import ModelConfig
 from workers.models.layers import Embedding, Linear, LoraHook, RMSNorm
 

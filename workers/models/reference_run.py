@@ -3,7 +3,7 @@ the forward contract (prefill over the prompt, then one-token decode steps throu
 
 import torch
 
-from workers.engine.attention_metadata import AttentionMetadata
+from workers.models.attention_metadata import AttentionMetadata
 from workers.models.llama import KVCache, LlamaForCausalLM
 
 
