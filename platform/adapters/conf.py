@@ -35,3 +35,19 @@ def max_unpacked_bytes() -> int:
 
 def max_archive_members() -> int:
     return _int("HEARTH_ADAPTER_MAX_ARCHIVE_MEMBERS", 64)
+
+
+def validation_time_limit_s() -> int:
+    # Celery's soft limit on one validation task (the hard limit, a kill, is a little later); a 256 MiB adapter
+    # validates in a few seconds on one CPU core.
+    return _int("HEARTH_ADAPTER_VALIDATION_TIME_LIMIT_S", 300)
+
+
+def validating_stale_s() -> int:
+    # An adapter `validating` for longer than this has lost its task (worker killed past the hard limit, or an
+    # exception before the task's own error handling): the sweep sends it back to `pending`.
+    return _int("HEARTH_ADAPTER_VALIDATING_STALE_S", 2 * validation_time_limit_s())
+
+
+def max_validation_attempts() -> int:
+    return _int("HEARTH_ADAPTER_MAX_VALIDATION_ATTEMPTS", 3)

@@ -56,6 +56,8 @@ class Adapter(TenantOwnedModel):
     use_rslora = models.BooleanField(default=False)
     target_modules = models.JSONField(default=list, blank=True)
     size_bytes = models.BigIntegerField(default=0)
+    # Times validation started; the sweep retries an adapter stuck in `validating` (its task died) up to a bound.
+    validation_attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -3,10 +3,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts.models import Account
 from adapters import conf, store
@@ -24,12 +27,12 @@ from adapters.archive import (
 from adapters.models import Adapter, BaseModelShape
 from adapters.validation import validate
 from catalog.models import BaseModel
+from contracts import ADAPTERS_DELETED_CHANNEL
 from hearth_platform.errors import ApplicationError, ConflictError
 from hearth_platform.redis_client import get_redis
 
 log = logging.getLogger("hearth.adapters")
 
-DELETED_CHANNEL = "hearth:adapters:deleted"  # workers drop the uid from their caches and prefix cache
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -113,19 +116,43 @@ def _enqueue(adapter_id: int) -> None:
         log.warning("could not queue validation of adapter %s: %s", adapter_id, exc)
 
 
-def adapter_requeue_pending(*, older_than_s: float = 60.0) -> int:
-    """Queue validation again for every adapter still `pending` after `older_than_s`; -> how many were queued."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+def adapter_requeue_pending(*, older_than_s: float = 60.0, validating_older_than_s: float | None = None) -> int:
+    """Queue validation again for every adapter still `pending` after `older_than_s`, and for every adapter stuck in
+    `validating` for longer than `validating_older_than_s` (its task died: it goes back to `pending`, or to `failed`
+    after `max_validation_attempts` starts); -> how many were queued."""
+    now = timezone.now()
+    stuck_cutoff = now - timedelta(seconds=conf.validating_stale_s() if validating_older_than_s is None
+                                   else validating_older_than_s)
     # Across accounts by design: a maintenance sweep that only passes ids on to the (idempotent) validation task.
-    stale = Adapter.dangerously_unscoped.filter(status=Adapter.Status.PENDING, updated_at__lt=cutoff)
-    ids = list(stale.values_list("pk", flat=True))
+    stuck = Adapter.dangerously_unscoped.filter(status=Adapter.Status.VALIDATING, updated_at__lt=stuck_cutoff)
+    ids = [pk for pk in stuck.values_list("pk", flat=True) if _reset_stuck(pk, stuck_cutoff)]
+    stale = Adapter.dangerously_unscoped.filter(status=Adapter.Status.PENDING,
+                                                updated_at__lt=now - timedelta(seconds=older_than_s))
+    ids += [pk for pk in stale.values_list("pk", flat=True) if pk not in ids]
     for adapter_id in ids:
         _enqueue(adapter_id)
     return len(ids)
+
+
+def _reset_stuck(adapter_id: int, cutoff: datetime) -> bool:
+    """validating -> pending (True: queue it again) or, past the attempt bound, -> failed."""
+    with transaction.atomic():
+        adapter = (Adapter.dangerously_unscoped.select_for_update()
+                   .filter(pk=adapter_id, status=Adapter.Status.VALIDATING, updated_at__lt=cutoff).first())
+        if adapter is None:  # finished, deleted or restarted since the sweep listed it
+            return False
+        if adapter.validation_attempts >= conf.max_validation_attempts():
+            log.warning("adapter %s: validation died %d times, giving up", adapter.uid, adapter.validation_attempts)
+            store.delete_adapter(adapter.uid)
+            adapter.status = Adapter.Status.FAILED
+            adapter.failure_reason = "Validation failed because of an internal error; please upload it again."
+            adapter.save(update_fields=["status", "failure_reason", "updated_at"])
+            return False
+        log.warning("adapter %s: validation started %s ago and never finished, retrying", adapter.uid,
+                    adapter.updated_at)
+        adapter.status = Adapter.Status.PENDING
+        adapter.save(update_fields=["status", "updated_at"])
+    return True
 
 
 def _read_upload(uid: str) -> AdapterFiles:
@@ -145,16 +172,20 @@ def _read_upload(uid: str) -> AdapterFiles:
             f.close()
 
 
-def adapter_validate(*, adapter_id: int) -> Adapter:
-    """pending -> validating -> ready | failed (with a reason meant for a person). Idempotent: a retried task
-    that finds the adapter past `pending` does nothing."""
+def adapter_validate(*, adapter_id: int) -> Adapter | None:
+    """pending -> validating -> ready | failed (with a reason meant for a person); None if the adapter is gone.
+    Idempotent: a retried task that finds the adapter past `pending` does nothing. A delete that lands meanwhile
+    wins: nothing is written back and the files validation stored are removed."""
     with transaction.atomic():
         # The task only has the id; the row names its own account.
         adapter = Adapter.dangerously_unscoped.select_for_update().filter(pk=adapter_id).first()
         if adapter is None or adapter.status != Adapter.Status.PENDING:
-            return adapter  # type: ignore[return-value]  # deleted meanwhile, or already handled
+            return adapter  # deleted meanwhile, or already handled
         adapter.status = Adapter.Status.VALIDATING
-        adapter.save(update_fields=["status", "updated_at"])
+        adapter.validation_attempts += 1
+        adapter.save(update_fields=["status", "validation_attempts", "updated_at"])
+    # From here an exception that escapes (or a killed worker) leaves it `validating`: adapters.requeue_pending
+    # retries it once it is older than conf.validating_stale_s().
     shape = BaseModelShape.objects.get(base_model_id=adapter.base_model_id)
     try:
         files = _read_upload(adapter.uid)
@@ -162,33 +193,50 @@ def adapter_validate(*, adapter_id: int) -> Adapter:
         store.save_validated(adapter.uid, files)
     except AdapterFileError as exc:
         return _finish_failed(adapter, str(exc))
+    except SoftTimeLimitExceeded:
+        return _finish_failed(adapter, f"Validation took longer than {conf.validation_time_limit_s()} s; check that "
+                                       "the upload is a LoRA adapter of a supported size.")
     except Exception:
         log.exception("validating adapter %s failed unexpectedly", adapter.uid)
         return _finish_failed(adapter, "Validation failed because of an internal error; please upload it again.")
     finally:
         store.delete_upload(adapter.uid)
-    adapter.status = Adapter.Status.READY
-    adapter.rank, adapter.lora_alpha, adapter.use_rslora = summary.rank, summary.lora_alpha, summary.use_rslora
-    adapter.target_modules = summary.target_modules
-    adapter.size_bytes = len(files.weights) + len(files.config)
-    adapter.failure_reason = ""
-    adapter.save()
-    log.info("adapter %s ready (r=%d, %d tensors)", adapter.uid, summary.rank, summary.num_tensors)
-    return adapter
+    done = _finish(adapter, status=Adapter.Status.READY, rank=summary.rank, lora_alpha=summary.lora_alpha,
+                   use_rslora=summary.use_rslora, target_modules=summary.target_modules,
+                   size_bytes=len(files.weights) + len(files.config), failure_reason="")
+    if done is not None and done.status == Adapter.Status.READY:
+        log.info("adapter %s ready (r=%d, %d tensors)", adapter.uid, summary.rank, summary.num_tensors)
+    return done
 
 
-def _finish_failed(adapter: Adapter, reason: str) -> Adapter:
-    store.delete_adapter(adapter.uid)  # a failed adapter leaves no files behind
-    adapter.status = Adapter.Status.FAILED
-    adapter.failure_reason = reason
-    adapter.save(update_fields=["status", "failure_reason", "updated_at"])
-    log.info("adapter %s failed validation: %s", adapter.uid, reason)
-    return adapter
+def _finish_failed(adapter: Adapter, reason: str) -> Adapter | None:
+    done = _finish(adapter, status=Adapter.Status.FAILED, failure_reason=reason)
+    if done is not None and done.status == Adapter.Status.FAILED:
+        store.delete_adapter(adapter.uid)  # a failed adapter leaves no files behind
+        log.info("adapter %s failed validation: %s", adapter.uid, reason)
+    return done
+
+
+def _finish(adapter: Adapter, **fields: object) -> Adapter | None:
+    """Write validation's outcome onto the row, only while it is still this run's `validating` row. A row deleted
+    meanwhile stays deleted (save() would insert it again) and loses the files this run stored."""
+    with transaction.atomic():
+        current = Adapter.dangerously_unscoped.select_for_update().filter(pk=adapter.pk).first()
+        if current is None:
+            store.delete_adapter(adapter.uid)
+            log.info("adapter %s was deleted during validation", adapter.uid)
+            return None
+        if current.status != Adapter.Status.VALIDATING:  # the sweep handed it to a newer run, which owns it now
+            return current
+        for name, value in fields.items():
+            setattr(current, name, value)
+        current.save(update_fields=[*fields, "updated_at"])
+    return current
 
 
 def _publish_deleted(uid: str) -> None:
     try:
-        get_redis().publish(DELETED_CHANNEL, uid)
+        get_redis().publish(ADAPTERS_DELETED_CHANNEL, uid)  # workers drop it from caches and prefix cache
     except redis.RedisError as exc:
         # uids are never reused, so a worker that misses this only keeps some cold cache entries until LRU drops them
         log.warning("could not publish adapter deletion to Redis: %s", exc)
