@@ -58,7 +58,7 @@ class UsageView(APIView):
         return Response({"object": "usage", "start": q["start"], "end": q["end"], "group_by": q["group_by"], **summary})
 
 
-def _require_admin(request: Request) -> None:
+def require_admin(request: Request) -> None:
     if request_membership(request)[1] not in ("owner", "admin"):
         raise ForbiddenError("Only owners and admins can manage billing.")
 
@@ -82,7 +82,7 @@ class BillingView(APIView):
 class SetupIntentView(APIView):
     @extend_schema(request=None, responses=dict)
     def post(self, request: Request) -> Response:
-        _require_admin(request)
+        require_admin(request)
         intent_id, client_secret = stripe_billing.setup_intent_create(account=request_account(request))
         return Response({"id": intent_id, "client_secret": client_secret}, status=status.HTTP_201_CREATED)
 
@@ -94,7 +94,7 @@ class PaymentMethodIn(serializers.Serializer):
 class PaymentMethodView(APIView):
     @extend_schema(request=PaymentMethodIn, responses=dict)
     def post(self, request: Request) -> Response:
-        _require_admin(request)
+        require_admin(request)
         body = PaymentMethodIn(data=request.data)
         body.is_valid(raise_exception=True)
         profile = stripe_billing.setup_intent_complete(account=request_account(request), **body.validated_data)
@@ -109,7 +109,7 @@ class CreditsIn(serializers.Serializer):
 class CreditsView(APIView):
     @extend_schema(request=CreditsIn, responses=dict)
     def post(self, request: Request) -> Response:
-        _require_admin(request)
+        require_admin(request)
         body = CreditsIn(data=request.data)
         body.is_valid(raise_exception=True)
         purchase = stripe_billing.credits_purchase(account=request_account(request), **body.validated_data)

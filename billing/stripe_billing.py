@@ -94,7 +94,7 @@ def setup_intent_complete(*, account: Account, setup_intent_id: str) -> BillingP
     return payment_method_set(account=account, payment_method_id=pm_id)
 
 
-def _period_bounds(period: date) -> tuple[date, datetime, datetime]:
+def period_bounds(period: date) -> tuple[date, datetime, datetime]:
     """(first day, its first instant, the next month's first instant), in UTC."""
     start = period.replace(day=1)
     end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
@@ -128,7 +128,7 @@ def subscription_ensure(*, account: Account) -> str:
 def invoice_items_push(*, account: Account, period: date) -> list[InvoiceItem]:
     """One invoice item per model for the account's usage in the period (cents, half-up per line), then the
     prepaid credits applied against it as a negative item. Re-running creates nothing new."""
-    start, since, until = _period_bounds(period)
+    start, since, until = period_bounds(period)
     usage = (UsageRollup.objects.for_account(account).filter(hour__gte=since, hour__lt=until)
              .values("base_model_id", "base_model__public_name").annotate(cost=Sum("cost_usd")).order_by("base_model_id"))
     items: list[InvoiceItem] = []
@@ -183,7 +183,7 @@ def _invoice_item(account: Account, start: date, key: str, amount: Decimal, desc
 
 def invoice_create_and_pay(*, account: Account, period: date) -> Invoice | None:
     """The period's invoice from its pending items, finalized and charged to the default card."""
-    start, _since, _until = _period_bounds(period)
+    start, _since, _until = period_bounds(period)
     items = InvoiceItem.objects.for_account(account).filter(period=start)
     amount = items.aggregate(total=Sum("amount_usd"))["total"]
     if amount is None:
@@ -231,7 +231,7 @@ def invoice_status_set(*, stripe_invoice_id: str, paid: bool) -> Invoice | None:
 
 def period_close(*, period: date) -> list[Invoice]:
     """The monthly job: for every account with usage in the period, push items, then invoice and charge."""
-    start, since, until = _period_bounds(period)
+    start, since, until = period_bounds(period)
     account_ids = (UsageRollup.dangerously_unscoped.filter(hour__gte=since, hour__lt=until)  # all tenants, by design
                    .values_list("account_id", flat=True).distinct())
     invoices = []

@@ -30,3 +30,21 @@ def xadd_events(client: redis.Redis, events: list[UsageEvent]) -> None:
     for event in events:
         pipe.xadd(USAGE_STREAM, {"event": json.dumps(asdict(event), separators=(",", ":"))})
     pipe.execute()
+
+
+WEBHOOK_SECRET = "whsec_test_hearth"
+
+
+def add_card(account, number: str = "4242424242424242"):
+    """What the dashboard does: a SetupIntent from our API, confirmed with a card (Stripe.js in a browser; here
+    the SDK), then completed through our API. -> the BillingProfile."""
+    from billing.stripe_billing import setup_intent_complete, setup_intent_create, stripe_client
+
+    intent_id, client_secret = setup_intent_create(account=account)
+    assert client_secret.startswith(intent_id)
+    client = stripe_client()
+    pm = client.v1.payment_methods.create(
+        {"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+    )
+    client.v1.setup_intents.confirm(intent_id, {"payment_method": pm.id})
+    return setup_intent_complete(account=account, setup_intent_id=intent_id)

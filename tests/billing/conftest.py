@@ -4,11 +4,17 @@ exact shape (gateway.metering.UsageEvent), and a clean usage stream per test on 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 import redis
+from billing_testlib import WEBHOOK_SECRET
 
 PASSWORD = "amber-kettle-orbit-42"
 
@@ -53,3 +59,35 @@ def smollm2(db):
     seed = dict(importlib.import_module("catalog.migrations.0002_seed_smollm2").SMOLLM2)
     model, _ = BaseModel.objects.update_or_create(slug=seed.pop("slug"), defaults=seed)
     return model
+
+
+@pytest.fixture(scope="session")
+def localstripe_url() -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/v1/customers", auth=("sk_test_x", ""), timeout=1)
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("localstripe did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def stripe_on(settings, localstripe_url: str) -> str:
+    settings.HEARTH_STRIPE_API_KEY = "sk_test_hearth"
+    settings.HEARTH_STRIPE_API_BASE = localstripe_url
+    settings.HEARTH_STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    return localstripe_url

@@ -7,18 +7,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import httpx
 import pytest
 import stripe
-from billing_testlib import usage_event, xadd_events
+from billing_testlib import WEBHOOK_SECRET, add_card, usage_event, xadd_events
 from rest_framework.test import APIClient
 
 from billing.ingest import UsageConsumer
@@ -28,58 +23,10 @@ from billing.stripe_billing import (
     customer_ensure,
     invoice_items_push,
     period_close,
-    setup_intent_complete,
-    setup_intent_create,
     stripe_client,
 )
 
 pytestmark = pytest.mark.django_db
-WEBHOOK_SECRET = "whsec_test_hearth"
-
-
-@pytest.fixture(scope="session")
-def localstripe_url() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/v1/customers", auth=("sk_test_x", ""), timeout=1)
-                break
-            except httpx.HTTPError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("localstripe did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-@pytest.fixture
-def stripe_on(settings, localstripe_url: str) -> str:
-    settings.HEARTH_STRIPE_API_KEY = "sk_test_hearth"
-    settings.HEARTH_STRIPE_API_BASE = localstripe_url
-    settings.HEARTH_STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    return localstripe_url
-
-
-def add_card(account, number: str = "4242424242424242") -> BillingProfile:
-    """What the dashboard does: a SetupIntent from our API, confirmed with a card (Stripe.js in a browser; here
-    the SDK), then completed through our API."""
-    intent_id, client_secret = setup_intent_create(account=account)
-    assert client_secret.startswith(intent_id)
-    client = stripe_client()
-    pm = client.v1.payment_methods.create(
-        {"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-    )
-    client.v1.setup_intents.confirm(intent_id, {"payment_method": pm.id})
-    return setup_intent_complete(account=account, setup_intent_id=intent_id)
 
 
 def test_customer_is_created_once_and_a_card_raises_the_limit(stripe_on, tenant):
