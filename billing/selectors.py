@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDay
 
 from accounts.models import Account
@@ -46,8 +46,7 @@ def usage_summary(*, account: Account, start: datetime, end: datetime, group_by:
         else:
             item = {"api_key_id": row["api_key_id"]}
         data.append(item | _amounts(row))
-    total = rows.aggregate(**_SUMS, num_buckets=Count("id"))
-    total.pop("num_buckets")
+    total = rows.aggregate(**_SUMS)
     return {"data": data, "total": _amounts(total)}
 
 

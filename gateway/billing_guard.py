@@ -3,7 +3,7 @@
 imports Django (billing.pricing is plain Decimal arithmetic, the same formula the ledger uses).
 
 Wiring (see the billing issue's report): `guard.check(key.account_id)` after authentication and before admission;
-`prices.cost(entry.base_model_id, usage)` for `usage.cost` and the `x-hearth-cost` header.
+`request_cost(await prices.prices(entry.base_model_id), ...)` for `usage.cost` and the `x-hearth-cost` header.
 """
 
 from __future__ import annotations
@@ -136,11 +136,3 @@ class PriceBook:
             self._prices = {row[0]: Prices(Decimal(row[1]), Decimal(row[2]), Decimal(row[3])) for row in rows}
             self._expires = time.monotonic() + self._ttl_s
         return self._prices.get(base_model_id)
-
-    async def cost(self, base_model_id: int, *, prompt_tokens: int, cached_prompt_tokens: int,
-                   completion_tokens: int) -> str | None:
-        prices = await self.prices(base_model_id)
-        if prices is None:
-            return None
-        return request_cost(prices, prompt_tokens=prompt_tokens, cached_prompt_tokens=cached_prompt_tokens,
-                            completion_tokens=completion_tokens)

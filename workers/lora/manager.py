@@ -47,7 +47,7 @@ class LoraManager:
         self.slot_uids: list[str | None] = [None] * max_loras
         self._slot_used: list[int] = [0] * max_loras  # step counter of last use, for LRU among free slots
         self._step = 0
-        self._arenas: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # proj -> ([S, L, R, in], [S, L, out, R])
+        self._arenas: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # proj -> ([L, S, R, in], [L, S, out, R])
         self._ranks: dict[str, list[int]] = {p: [0] * max_loras for p in PROJECTIONS}
         self._scales: list[float] = [0.0] * max_loras
         self.num_slot_loads = 0
