@@ -75,6 +75,10 @@ class Tokenizer:
     def id_to_token(self, token_id: int) -> str | None:
         return self._tok.id_to_token(token_id)
 
+    def backend_json(self) -> str:
+        """The HF tokenizer.json of the backend (constrained decoding reads its decoder's byte encoding)."""
+        return self._tok.to_str()
+
     def apply_chat_template(
         self,
         messages: list[dict[str, Any]],

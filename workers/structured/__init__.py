@@ -1,0 +1,1 @@
+"""Constrained decoding: response formats and tool calls compiled to xgrammar grammars (see ../shared/DESIGN.md)."""
