@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import stripe_billing, stripe_cards
+from billing import conf, stripe_billing, stripe_cards
 from billing.api import UsageQuery, require_admin
 from billing.models import Invoice, InvoiceItem, UsageRollup
 from billing.selectors import usage_summary
@@ -80,6 +80,31 @@ class PaymentMethodDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class TestCardIn(serializers.Serializer):
+    setup_intent_id = serializers.RegexField(r"^seti_[A-Za-z0-9_]{1,100}$")
+    number = serializers.RegexField(r"^[0-9]{12,19}$")
+    exp_month = serializers.IntegerField(min_value=1, max_value=12)
+    exp_year = serializers.IntegerField(min_value=2000, max_value=2100)
+    cvc = serializers.RegexField(r"^[0-9]{3,4}$")
+
+
+class TestCardView(APIView):
+    """Development and tests only (billing.conf.card_form() == "test"): confirms the SetupIntent with a test card
+    through our API, where Stripe.js can't be reached. Everywhere else it does not exist (404)."""
+
+    @extend_schema(request=TestCardIn, responses=dict)
+    def post(self, request: Request) -> Response:
+        if conf.card_form() != "test":
+            raise exceptions.NotFound("Test-mode cards are only accepted against a Stripe test stand-in.")
+        require_admin(request)
+        body = TestCardIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        account = request_account(request)
+        profile = stripe_cards.test_card_confirm(account=account, **body.validated_data)
+        return Response({"monthly_spend_limit_usd": str(profile.monthly_spend_limit_usd), "has_payment_method": True},
+                        status=status.HTTP_201_CREATED)
+
+
 def _invoice_lines(account: Any, invoice: Invoice) -> list[dict[str, Any]]:
     start, since, until = stripe_billing.period_bounds(invoice.period)
     tokens = {
@@ -127,7 +152,8 @@ class UsageCsvView(APIView):
         query.is_valid(raise_exception=True)
         q = query.validated_data
         summary = usage_summary(account=request_account(request), **q)
-        key_columns = {"day": ("day",), "model": ("model", "model_id"), "key": ("api_key_id",)}[q["group_by"]]
+        key_columns = {"day": ("day",), "model": ("model", "model_id"), "key": ("api_key_id",),
+                       "model_day": ("day", "model", "model_id")}[q["group_by"]]
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([*key_columns, *CSV_COLUMNS])

@@ -39,3 +39,21 @@ def stripe_webhook_secret() -> str:
 def ledger_only() -> bool:
     """No Stripe key: usage is metered, rated and limited, but nothing is invoiced or charged."""
     return not stripe_api_key()
+
+
+def stripe_publishable_key() -> str:
+    """pk_… for Stripe.js / Elements in the dashboard (the card never touches our servers)."""
+    return _get("HEARTH_STRIPE_PUBLISHABLE_KEY", "")
+
+
+def card_form() -> str:
+    """How the dashboard takes a card: `elements` (Stripe.js, real Stripe), `test` (a test-mode form confirmed
+    through our API: only with an sk_test_ key against a Stripe stand-in such as localstripe, never api.stripe.com),
+    or `none` (ledger only)."""
+    if ledger_only():
+        return "none"
+    if stripe_publishable_key():
+        return "elements"
+    if stripe_api_key().startswith("sk_test_") and "api.stripe.com" not in stripe_api_base():
+        return "test"
+    return "none"

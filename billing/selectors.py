@@ -13,7 +13,7 @@ from django.db.models.functions import TruncDay
 from accounts.models import Account
 from billing.models import UsageRollup
 
-GROUPS = ("day", "model", "key")
+GROUPS = ("day", "model", "key", "model_day")
 _SUMS = {
     "num_requests": Sum("num_requests"),
     "prompt_tokens": Sum("prompt_tokens"),
@@ -34,6 +34,9 @@ def usage_summary(*, account: Account, start: datetime, end: datetime, group_by:
     elif group_by == "model":
         grouped = (rows.values("base_model_id", "base_model__public_name").annotate(**_SUMS)
                    .order_by("base_model__public_name"))
+    elif group_by == "model_day":  # the per-model daily chart
+        grouped = (rows.annotate(day=TruncDay("hour")).values("day", "base_model_id", "base_model__public_name")
+                   .annotate(**_SUMS).order_by("day", "base_model__public_name"))
     else:
         grouped = rows.values("api_key_id").annotate(**_SUMS).order_by("api_key_id")
     data = []
@@ -43,6 +46,9 @@ def usage_summary(*, account: Account, start: datetime, end: datetime, group_by:
             item = {"day": row["day"].date().isoformat()}
         elif group_by == "model":
             item = {"model": row["base_model__public_name"], "model_id": row["base_model_id"]}
+        elif group_by == "model_day":
+            item = {"day": row["day"].date().isoformat(), "model": row["base_model__public_name"],
+                    "model_id": row["base_model_id"]}
         else:
             item = {"api_key_id": row["api_key_id"]}
         data.append(item | _amounts(row))

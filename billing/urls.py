@@ -10,6 +10,7 @@ urlpatterns = [
     path("billing/payment-methods", api_controls.PaymentMethodsView.as_view(), name="billing-payment-methods"),
     path("billing/payment-methods/<str:pm_id>", api_controls.PaymentMethodDetailView.as_view(),
          name="billing-payment-method-detail"),
+    path("billing/test-card", api_controls.TestCardView.as_view(), name="billing-test-card"),
     path("billing/invoices", api_controls.InvoicesView.as_view(), name="billing-invoices"),
     path("billing/setup-intent", api.SetupIntentView.as_view(), name="billing-setup-intent"),
     path("billing/payment-method", api.PaymentMethodView.as_view(), name="billing-payment-method"),

@@ -1,6 +1,7 @@
 import { Navigate, NavLink, Outlet, Route, Routes, useLocation } from "react-router-dom";
 
 import { useAuth } from "./auth";
+import { SpendBanner } from "./components/SpendBanner";
 import { AccountPage } from "./pages/Account";
 import { AdaptersPage } from "./pages/Adapters";
 import { LoginPage, SignupPage } from "./pages/Auth";
@@ -44,6 +45,7 @@ function Shell() {
         </div>
       </aside>
       <main id="main" tabIndex={-1}>
+        <SpendBanner />
         <Outlet />
       </main>
     </div>

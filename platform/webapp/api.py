@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api import IsPerson
+from billing import conf as billing_conf
 from keys import services as key_services
 from keys.models import ApiKey
 from tenancy.api import request_account
@@ -22,6 +23,9 @@ _SESSION_KEY = "hearth_playground_key_id"
 
 class ConfigSerializer(serializers.Serializer):
     gateway_url = serializers.CharField(help_text="The OpenAI-compatible base URL, e.g. `http://host:8080/v1`.")
+    card_form = serializers.ChoiceField(choices=["elements", "test", "none"],
+                                        help_text="How the billing page takes a card (see billing.conf.card_form).")
+    stripe_publishable_key = serializers.CharField(allow_blank=True)
 
 
 class PlaygroundTokenSerializer(serializers.Serializer):
@@ -35,7 +39,8 @@ class PlaygroundTokenSerializer(serializers.Serializer):
 class ConfigView(APIView):
     @extend_schema(responses=ConfigSerializer, summary="Dashboard configuration")
     def get(self, request: Request) -> Response:
-        return Response({"gateway_url": conf.gateway_url(request._request)})
+        return Response({"gateway_url": conf.gateway_url(request._request), "card_form": billing_conf.card_form(),
+                         "stripe_publishable_key": billing_conf.stripe_publishable_key()})
 
 
 class PlaygroundTokenView(APIView):

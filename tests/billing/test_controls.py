@@ -138,7 +138,7 @@ def test_usage_csv_equals_the_usage_api(rclient, tenant, smollm2):
     client = login(ada)
     query = {"start": (now - timedelta(days=3)).date().isoformat(),
              "end": (now + timedelta(days=1)).date().isoformat()}
-    for group in ("day", "model", "key"):
+    for group in ("day", "model", "key", "model_day"):
         api = client.get("/api/v1/usage", {**query, "group_by": group}).json()
         resp = client.get("/api/v1/usage.csv", {**query, "group_by": group})
         assert resp.status_code == 200 and resp["Content-Type"].startswith("text/csv")
@@ -152,3 +152,32 @@ def test_usage_csv_equals_the_usage_api(rclient, tenant, smollm2):
         assert int(rows[-1]["prompt_tokens"]) == 124  # bob's usage is not in ada's export
     assert client.get("/api/v1/usage.csv", {"group_by": "hour"}).status_code == 400
     assert APIClient().get("/api/v1/usage.csv").status_code in (401, 403)
+
+
+def test_test_card_form_adds_a_card_only_in_test_mode(stripe_on, tenant, settings):
+    from billing.conf import card_form
+
+    account, _ = tenant("ada")
+    bob, _ = tenant("bob")
+    owner = login(account)
+    assert card_form() == "test"
+    assert owner.get("/api/v1/config").json()["card_form"] == "test"
+    intent = owner.post("/api/v1/billing/setup-intent").json()
+    card = {"setup_intent_id": intent["id"], "number": "4242424242424242", "exp_month": 12, "exp_year": 2034,
+            "cvc": "123"}
+    # another account can't confirm this account's set-up
+    assert login(bob).post("/api/v1/billing/test-card", card, format="json").status_code == 400
+    assert login(account, "member").post("/api/v1/billing/test-card", card, format="json").status_code == 403
+    bad = owner.post("/api/v1/billing/test-card", {**card, "number": "42"}, format="json")
+    assert bad.status_code == 400 and "number" in bad.json()
+    resp = owner.post("/api/v1/billing/test-card", card, format="json")
+    assert resp.status_code == 201, resp.content
+    cards = owner.get("/api/v1/billing/payment-methods").json()["data"]
+    assert len(cards) == 1 and cards[0]["last4"] == "4242" and cards[0]["is_default"]
+    # against real Stripe the endpoint does not exist: cards go through Stripe.js there
+    settings.HEARTH_STRIPE_API_BASE = "https://api.stripe.com"
+    assert card_form() == "none"
+    assert owner.post("/api/v1/billing/test-card", card, format="json").status_code == 404
+    settings.HEARTH_STRIPE_PUBLISHABLE_KEY = "pk_test_x"
+    assert owner.get("/api/v1/config").json() | {"gateway_url": None} == {
+        "gateway_url": None, "card_form": "elements", "stripe_publishable_key": "pk_test_x"}

@@ -15,6 +15,14 @@ export const PATHS = {
   usage: "/api/v1/usage", // GET
   billing: "/api/v1/billing", // GET
   credits: "/api/v1/billing/credits", // POST
+  spendLimit: "/api/v1/billing/spend-limit", // GET PUT
+  setupIntent: "/api/v1/billing/setup-intent", // POST
+  paymentMethod: "/api/v1/billing/payment-method", // POST
+  testCard: "/api/v1/billing/test-card", // POST
+  paymentMethods: "/api/v1/billing/payment-methods", // GET
+  paymentMethodDetail: (id: string) => `/api/v1/billing/payment-methods/${id}`, // DELETE
+  invoices: "/api/v1/billing/invoices", // GET
+  usageCsv: "/api/v1/usage.csv", // GET
   config: "/api/v1/config", // GET
   playgroundToken: "/api/v1/playground/token", // POST
 } as const;

@@ -32,7 +32,7 @@ export interface UsageAmounts {
 }
 export type UsageRow = UsageAmounts & { day?: string; model?: string; model_id?: number; api_key_id?: number };
 export interface Usage {
-  object: "usage"; start: string; end: string; group_by: "day" | "model" | "key"; data: UsageRow[];
+  object: "usage"; start: string; end: string; group_by: "day" | "model" | "key" | "model_day"; data: UsageRow[];
   total: UsageAmounts;
 }
 export interface Billing {
@@ -40,5 +40,22 @@ export interface Billing {
   payment_status: string; has_payment_method: boolean; month_to_date_usd: string;
 }
 export interface CreditsResult { payment_intent_id: string; status: string; credit_balance_usd: string }
-export interface DashboardConfig { gateway_url: string }
+export interface DashboardConfig {
+  gateway_url: string; card_form: "elements" | "test" | "none"; stripe_publishable_key: string;
+}
+export interface SpendLimit {
+  monthly_spend_limit_usd: string; month_to_date_usd: string; credit_balance_usd: string;
+  warning: "approaching" | "exceeded" | null;
+}
+export interface PaymentMethod {
+  id: string; brand: string | null; last4: string | null; exp_month: number | null; exp_year: number | null;
+  is_default: boolean;
+}
+export interface InvoiceLine {
+  kind: "usage" | "credits"; amount_usd: string; model?: string; prompt_tokens?: number;
+  cached_prompt_tokens?: number; completion_tokens?: number;
+}
+export interface Invoice { id: number; period: string; status: string; amount_usd: string; created_at: string; lines: InvoiceLine[] }
+export interface ListOf<T> { object: "list"; data: T[] }
+export interface SetupIntent { id: string; client_secret: string }
 export interface PlaygroundToken { id: number; name: string; secret: string; expires_at: string; gateway_url: string }
