@@ -7,21 +7,19 @@ or no `include_usage`), what the gateway metered from the worker (a cancelled st
 usage the worker puts on every chunk); every request_id the gateway answered with is in
 the ledger exactly once; cancelled streams are `aborted` rows; every cost is `billing.pricing` at the catalog price."""
 
-import importlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import pytest
 import redis
 
 from billing.pricing import Prices, cost_usd, format_usd
-from gateway.settings import Settings
-from tests.gateway.conftest import REPO_ROOT, free_port, start_gateway, stop_process, unregister, wait_http
+from tests.e2e.conftest import database_url
+from tests.gateway.conftest import REPO_ROOT
 from tests.gateway.gateway_testlib import sdk, wait_for_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -32,34 +30,10 @@ CANCEL_MAX_TOKENS = 12
 CANCEL_AFTER_CHUNKS = 2
 
 
-@pytest.fixture(scope="module")
-def worker(smollm2_gguf_path: Path):
-    port = free_port()
-    worker_id = f"e2e-billing-{port}"
-    env = {**os.environ, "HEARTH_WORKER_SECRET": "", "OMP_NUM_THREADS": "1"}  # 1 thread: the box is shared
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.server", "--model", str(smollm2_gguf_path), "--host", "127.0.0.1",
-         "--port", str(port), "--worker-id", worker_id, "--redis-url", os.environ["REDIS_URL"],
-         "--num-kv-blocks", "256", "--log-level", "warning"],
-        cwd=REPO_ROOT, env=env,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=180)
-        yield worker_id
-    finally:
-        stop_process(proc)
-        unregister(os.environ["REDIS_URL"], worker_id)
-
-
 @pytest.fixture
-def gateway(transactional_db, tmp_path: Path):
-    server = start_gateway(Settings(database_url=_dsn(), redis_url=os.environ["REDIS_URL"],
-                                    spool_dir=tmp_path / "spool", registry_refresh_s=0.2, region="local",
-                                    worker_secret=""))
-    try:
-        yield server
-    finally:
-        server.stop()
+def gateway(in_process_gateway, smollm2_worker):
+    # In this process: the test records every usage event the gateway emits (services.metering), not only the ledger.
+    return in_process_gateway(region=smollm2_worker.region)
 
 
 @pytest.fixture
@@ -74,35 +48,16 @@ def usage_stream():
         client.close()
 
 
-def _dsn() -> str:
-    from django.db import connection
-    from psycopg.conninfo import make_conninfo
-
-    s = connection.settings_dict
-    parts = {"dbname": s["NAME"], "user": s["USER"], "password": s["PASSWORD"], "host": s["HOST"], "port": s["PORT"]}
-    return make_conninfo(**{k: str(v) for k, v in parts.items() if v})
-
-
 def _start_ingest(consumer: str) -> subprocess.Popen:
     """As tests/billing/test_ingest_command.py: the real command on the test database, claiming at once what a dead
     consumer left pending."""
-    env = {**os.environ, "DATABASE_URL": _database_url(), "HEARTH_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "DATABASE_URL": database_url(), "HEARTH_LOG_LEVEL": "WARNING"}
     env.pop("HEARTH_TEST_DATABASE_NAME", None)
     return subprocess.Popen(
         [sys.executable, "platform/manage.py", "billing_ingest", "--consumer", consumer, "--batch-size", "100",
          "--block-ms", "200", "--claim-idle-ms", "0"],
         cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-
-
-def _database_url() -> str:
-    from django.db import connection
-
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    if s["HOST"].startswith("/"):
-        return f"postgresql://{auth}@/{s['NAME']}?host={s['HOST']}"
-    return f"postgresql://{auth}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
 
 
 def _wait(predicate, what: str, timeout: float = 60.0):
@@ -167,27 +122,13 @@ def _send(client, sent: Sent) -> None:
         assert sent.seen is not None and sent.chunks[-1].usage is not None
 
 
-def _make_accounts():
-    from accounts.models import Account
-    from keys.services import api_key_create
-
-    made = []
-    for name in ("recon-a", "recon-b"):
-        account = Account.objects.create(slug=f"{name}-{time.time_ns()}", name=name)
-        _key, secret = api_key_create(account=account, name="e2e")
-        made.append((account, secret))
-    return made
-
-
-def test_ledger_reconciles_with_clients_across_a_killed_consumer(worker, gateway, usage_stream):
-    from catalog.models import BaseModel
-
+def test_ledger_reconciles_with_clients_across_a_killed_consumer(gateway, usage_stream, e2e_account,
+                                                                  smollm2_catalog):
     from billing.models import UsageRecord
 
-    seed = dict(importlib.import_module("catalog.migrations.0002_seed_smollm2").SMOLLM2)
-    base, _ = BaseModel.objects.update_or_create(slug=seed.pop("slug"), defaults=seed)
+    base = smollm2_catalog
     prices = Prices(base.price_input_per_mtok, base.price_cached_input_per_mtok, base.price_output_per_mtok)
-    accounts = _make_accounts()
+    accounts = [(t.account, t.secret) for t in (e2e_account("recon-a"), e2e_account("recon-b"))]
     clients = [sdk(gateway.url, secret) for _account, secret in accounts]
     wait_for_workers(gateway, SMOLLM2, timeout=30)
 

@@ -7,115 +7,40 @@ gateway."""
 
 import json
 import os
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import openai
 import pytest
+import redis
 from rest_framework.test import APIClient
 
 from billing.events import parse_event
 from billing.ledger import write_batch
 from billing.pricing import Prices, cost_usd
-from gateway.settings import Settings
-from tests.gateway.conftest import REPO_ROOT, free_port, start_gateway, stop_process, unregister, wait_http, wait_usage
-from tests.gateway.gateway_testlib import sdk, wait_for_workers
+from tests.e2e.conftest import SMOLLM2, SMOLLM2_CONFIG, GatewayProcess, Worker, wait_for_worker
+from tests.gateway.conftest import wait_usage
+from tests.gateway.gateway_testlib import sdk
 from workers.lora.synthetic import write_random_adapter
-from workers.model_config import ModelConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-SMOLLM2 = "smollm2-135m-instruct"
-# SmolLM2-135M's shape (its config.json; adapters/migrations/0002 seeds the same dims for validation).
-SMOLLM2_CONFIG = ModelConfig(architecture="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
-                             num_layers=30, num_heads=9, num_kv_heads=3, head_dim=64, rope_theta=1e5,
-                             rms_norm_eps=1e-5, max_position_embeddings=8192, tie_word_embeddings=True)
 MESSAGES = [{"role": "user", "content": "Name three rivers of Europe and say one thing about each of them."}]
+# Its own region: workers other tests left registered (without this adapter store) are not preferred.
+LORA_REGION = "e2e-lora"
 
 
 @pytest.fixture(scope="module")
-def adapter_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("e2e-adapter-store")
-
-
-E2E_REGION = "e2e-lora"
+def lora_worker(worker_factory: Callable[..., Worker], adapter_store: Path) -> Worker:
+    return worker_factory(region=LORA_REGION, adapter_store=adapter_store)
 
 
 @pytest.fixture(scope="module")
-def lora_worker(smollm2_gguf_path: Path, adapter_store: Path):
-    port = free_port()
-    worker_id = f"e2e-lora-{port}"
-    env = {**os.environ, "HEARTH_WORKER_SECRET": "", "OMP_NUM_THREADS": "1"}  # 1 thread: the box is shared
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.server", "--model", str(smollm2_gguf_path), "--host", "127.0.0.1",
-         "--port", str(port), "--worker-id", worker_id, "--redis-url", os.environ["REDIS_URL"],
-         "--adapter-store", str(adapter_store), "--num-kv-blocks", "256", "--log-level", "warning",
-         # Its own region: workers other tests left registered (without this adapter store) are not preferred.
-         "--region", E2E_REGION],
-        cwd=REPO_ROOT, env=env,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=180)
-        yield worker_id
-    finally:
-        stop_process(proc)
-        unregister(os.environ["REDIS_URL"], worker_id)
-
-
-@pytest.fixture
-def gateway(transactional_db, tmp_path: Path):
-    from django.db import connection
-    from psycopg.conninfo import make_conninfo
-
-    s = connection.settings_dict
-    parts = {"dbname": s["NAME"], "user": s["USER"], "password": s["PASSWORD"], "host": s["HOST"], "port": s["PORT"]}
-    dsn = make_conninfo(**{k: str(v) for k, v in parts.items() if v})
-    server = start_gateway(Settings(database_url=dsn, redis_url=os.environ["REDIS_URL"], spool_dir=tmp_path / "spool",
-                                    registry_refresh_s=0.2, region=E2E_REGION, worker_secret=""))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def control_plane(settings, adapter_store: Path):
-    """The adapter store shared with the worker, and Celery tasks run in-process (the real task, eagerly)."""
-    from hearth_platform.celery import app as celery_app
-
-    settings.HEARTH_ADAPTER_STORE = str(adapter_store)
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = eager
-
-
-def _smollm2_with_shape():
-    from adapters.models import BaseModelShape
-    from catalog.models import BaseModel
-
-    # transactional_db truncates the seeded catalog between tests: put back the row and the dims validation reads.
-    base, _ = BaseModel.objects.get_or_create(
-        slug=SMOLLM2, defaults=dict(public_name=f"accounts/hearth/models/{SMOLLM2}", display_name="SmolLM2",
-                                    architecture="llama", context_length=8192, weights_uri="test://smollm2",
-                                    price_input_per_mtok="0.1", price_cached_input_per_mtok="0.05",
-                                    price_output_per_mtok="0.2"))  # fmt: skip
-    BaseModelShape.objects.update_or_create(base_model=base, defaults=dict(
-        hidden_size=576, intermediate_size=1536, num_layers=30, num_heads=9, num_kv_heads=3, head_dim=64))
-    return base
-
-
-def _account_with_key(slug: str):
-    from accounts.models import Account
-    from keys.services import api_key_create
-
-    account = Account.objects.create(slug=f"{slug}-{time.time_ns()}", name=slug)
-    key, secret = api_key_create(account=account, name="e2e")
-    return account, key, secret
+def lora_gateway(gateway_factory: Callable[..., GatewayProcess], lora_worker: Worker) -> GatewayProcess:
+    gateway = gateway_factory(region=LORA_REGION)
+    wait_for_worker(gateway.url, lora_worker)
+    return gateway
 
 
 def _upload(api: APIClient, folder: Path, name: str) -> dict:
@@ -136,8 +61,14 @@ def _ledger(events: list[dict]) -> dict[str, Decimal]:
     return {r.request_id: r.cost_usd for r in rows}
 
 
-def _holders(gateway, uid: str) -> list[str]:
-    return [w.worker_id for w in gateway.services.registry.workers() if uid in w.resident_adapters]
+def _holders(uid: str) -> list[str]:
+    """Workers whose registry entry (what gateways route by) lists the adapter as resident."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        entries = [client.get(b"hearth:worker:" + w) for w in client.smembers("hearth:workers")]
+    finally:
+        client.close()
+    return sorted(e["worker_id"] for e in map(json.loads, filter(None, entries)) if uid in e["resident_adapters"])
 
 
 def _wait(predicate, timeout: float = 30.0):
@@ -148,11 +79,13 @@ def _wait(predicate, timeout: float = 30.0):
     return value
 
 
-def test_upload_chat_meter_price_isolate_delete(control_plane, gateway, lora_worker, adapter_store, tmp_path,
-                                                django_capture_on_commit_callbacks):
-    base = _smollm2_with_shape()
-    account, key, secret = _account_with_key("lora-owner")
-    _other, _other_key, other_secret = _account_with_key("lora-other")
+def test_upload_chat_meter_price_isolate_delete(eager_adapters, lora_gateway, lora_worker, e2e_account,
+                                                smollm2_catalog, tmp_path, django_capture_on_commit_callbacks):
+    base, adapter_store = smollm2_catalog, eager_adapters
+    owner, other_tenant = e2e_account("lora-owner"), e2e_account("lora-other")
+    account, key, secret = owner.account, owner.key, owner.secret
+    other_secret = other_tenant.secret
+    gateway = lora_gateway
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
 
@@ -165,14 +98,13 @@ def test_upload_chat_meter_price_isolate_delete(control_plane, gateway, lora_wor
     assert detail["status"] == "ready", detail["failure_reason"]
     assert (adapter_store / uid / "adapter_model.safetensors").is_file()
 
-    wait_for_workers(gateway, SMOLLM2)
     client = sdk(gateway.url, secret)
     assert public in {m.id for m in client.models.list()}
     ask = dict(messages=MESSAGES, max_tokens=8, temperature=0, extra_body={"ignore_eos": True})
     raw = client.chat.completions.with_raw_response.create(model=public, **ask)
     reply = raw.parse()
     assert reply.model == public and reply.usage.completion_tokens == 8 and reply.choices[0].message.content
-    assert _wait(lambda: _holders(gateway, uid)) == [lora_worker]  # fetched from the store, now resident
+    assert _wait(lambda: _holders(uid)) == [lora_worker.worker_id]  # fetched from the store, now resident
 
     adapter_pk = _adapter_pk(uid)
     event = wait_usage(os.environ["REDIS_URL"], raw.headers["x-request-id"])
@@ -213,7 +145,7 @@ def test_upload_chat_meter_price_isolate_delete(control_plane, gateway, lora_wor
     with django_capture_on_commit_callbacks(execute=True):
         assert api.delete(f"/api/v1/adapters/{uid}").status_code == 204
     assert not (adapter_store / uid).exists()
-    _wait(lambda: not _holders(gateway, uid))
+    _wait(lambda: not _holders(uid))
     with pytest.raises(openai.NotFoundError) as info:  # the gateway learns it from the same pub/sub message
         _wait(lambda: not client.chat.completions.create(model=public, messages=MESSAGES, max_tokens=1))
     assert info.value.code == "model_not_found"
