@@ -106,9 +106,12 @@ def test_hf_folder_errors(tmp_path: Path) -> None:
         load_model(_write_folder(tmp_path / "extra", _tiny_hf_config(), extra))
     with pytest.raises(UnsupportedModelError, match="gpt_neox"):
         load_config(_write_folder(tmp_path / "arch", _tiny_hf_config(model_type="gpt_neox"), {}))
-    scaled = _tiny_hf_config(rope_scaling={"rope_type": "llama3", "factor": 8.0})
-    with pytest.raises(UnsupportedModelError, match="llama3"):
+    scaled = _tiny_hf_config(rope_scaling={"rope_type": "xpos", "factor": 8.0})  # a scaling nobody here implements
+    with pytest.raises(UnsupportedModelError, match="xpos"):
         load_config(_write_folder(tmp_path / "rope", scaled, {}))
+    gemma3_multimodal = {"model_type": "gemma3", "text_config": _tiny_hf_config(model_type="gemma3_text")}
+    with pytest.raises(UnsupportedModelError, match="multimodal"):
+        load_config(_write_folder(tmp_path / "gemma3mm", gemma3_multimodal, {}))
     with pytest.raises(CheckpointError, match="safetensors"):
         (tmp_path / "empty").mkdir()
         (tmp_path / "empty" / "config.json").write_text(json.dumps(_tiny_hf_config()))
@@ -128,9 +131,28 @@ def test_corrupt_gguf_is_a_clear_error(tmp_path: Path) -> None:
         load_model(bad)
 
 
-def test_mistral_sliding_window_caps_context() -> None:
+def test_llama3_rope_scaling_loads_and_keeps_its_context(tmp_path: Path) -> None:
+    # Llama 3.1's config.json layout (transformers < 5): rope_theta beside rope_scaling with "rope_type": "llama3"
+    llama31 = _tiny_hf_config(max_position_embeddings=131072, rope_theta=500000.0, rope_scaling={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192})
+    cfg = load_config(_write_folder(tmp_path / "llama31", llama31, {}))
+    assert (cfg.rope_theta, cfg.max_position_embeddings) == (500000.0, 131072)
+    assert cfg.rope_scaling is not None and cfg.rope_scaling["rope_type"] == "llama3"
+    # Qwen 2.5's 128k recipe: yarn over its 32k context; "type" is the older spelling of "rope_type"
+    qwen = ModelConfig.from_hf(_tiny_hf_config(model_type="qwen2", max_position_embeddings=32768, rope_scaling={
+        "type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}))
+    assert qwen.max_position_embeddings == 131072 and qwen.rope_scaling["rope_type"] == "yarn"  # type: ignore[index]
+
+
+def test_mistral_sliding_window_is_a_window_not_a_context_cap() -> None:
     cfg = ModelConfig.from_hf(_tiny_hf_config(model_type="mistral", max_position_embeddings=32768,
                                               sliding_window=4096))
-    assert cfg.max_position_embeddings == 4096
+    assert cfg.max_position_embeddings == 32768
+    assert cfg.sliding_window == 4096 and [cfg.layer_window(i) for i in range(2)] == [4096, 4096]
     qwen = ModelConfig.from_hf(_tiny_hf_config(model_type="qwen2", sliding_window=16, use_sliding_window=False))
     assert qwen.max_position_embeddings == 64 and qwen.attention_bias and not qwen.o_proj_bias
+    assert qwen.sliding_window is None and qwen.layer_window(0) is None
+    gemma2 = ModelConfig.from_hf(_tiny_hf_config(model_type="gemma2", sliding_window=8, num_hidden_layers=4))
+    assert [gemma2.layer_window(i) for i in range(4)] == [8, None, 8, None]
+    assert gemma2.tie_word_embeddings and gemma2.hidden_act == "gelu_pytorch_tanh"

@@ -1,4 +1,4 @@
-"""Load a Llama-family model into our own code: a GGUF file or an HF folder, or random weights of a config."""
+"""Load a model (any family of workers.model_config) into our own code: a GGUF file or an HF folder, or random weights of a config."""
 
 import contextlib
 from collections.abc import Iterator
@@ -10,6 +10,7 @@ from workers.loader.gguf_file import GGUFError, gguf_config, gguf_weights, open_
 from workers.loader.hf_folder import CheckpointError, hf_config, hf_weights
 from workers.model_config import ModelConfig
 from workers.models.llama import LlamaForCausalLM
+from workers.models.registry import model_class
 
 __all__ = ["CheckpointError", "GGUFError", "build_random_model", "load_config", "load_model"]
 
@@ -48,7 +49,7 @@ def load_model(
 def empty_model(config: ModelConfig, dtype: torch.dtype, device: str | torch.device) -> LlamaForCausalLM:
     # Parameters are allocated uninitialised, straight in the target dtype and device (no fp32 detour).
     with _default_dtype(dtype), torch.device(device):
-        return LlamaForCausalLM(config)
+        return model_class(config)(config)
 
 
 def build_random_model(

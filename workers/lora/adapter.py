@@ -16,7 +16,7 @@ import torch
 
 from workers.model_config import ModelConfig
 
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # Llama-family names
 _KEY_RE = re.compile(r"^base_model\.model\.model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_(A|B)\.weight$")
 
 
@@ -25,10 +25,8 @@ class AdapterLoadError(ValueError):
 
 
 def projection_dims(cfg: ModelConfig) -> dict[str, tuple[int, int]]:
-    """HF projection name -> (in_features, out_features)."""
-    h, i, q, kv = cfg.hidden_size, cfg.intermediate_size, cfg.q_size, cfg.kv_size
-    return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}  # fmt: skip
+    """HF projection name -> (in_features, out_features), per family (Phi's fused qkv_proj / gate_up_proj)."""
+    return cfg.projection_dims()
 
 
 @dataclass(slots=True)

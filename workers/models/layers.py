@@ -1,4 +1,5 @@
-"""Building blocks of the Llama family. Weights start uninitialised: a loader or build_random_model fills them."""
+"""Building blocks of the Llama and Gemma families. Weights start uninitialised: a loader or build_random_model
+fills them."""
 
 from typing import Protocol
 
@@ -68,3 +69,10 @@ class Embedding(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(input_ids, self.weight)  # [T] -> [T, H]
+
+
+def gated_mlp_act(x: torch.Tensor, act: str) -> torch.Tensor:
+    # x: [T, 2I] (gate | up) -> act(gate) * up [T, I]; "silu" (Llama, Qwen, Phi) or "gelu_pytorch_tanh" (Gemma)
+    if act == "silu":
+        return kernels.silu_and_mul(x)
+    return kernels.gelu_tanh_and_mul(x)

@@ -1,4 +1,6 @@
-"""Llama-family decoder (Llama, Mistral, Qwen2, SmolLM) over a flattened batch and a paged KV cache.
+"""Llama-family decoder (Llama 3.x, Mistral, Qwen 2/2.5/3, Phi-3/4, SmolLM) over a flattened batch and a paged KV
+cache. Gemma subclasses it (workers/models/gemma.py). Family differences are config flags: q/k norm (Qwen 3),
+fused qkv/gate_up tensors (Phi), partial rotary, sliding windows per layer, attention soft-capping.
 
 Every hot op goes through `kernels` so CUDA tensors dispatch to Triton. T = tokens in the step, H = hidden size.
 """
@@ -9,9 +11,10 @@ import torch
 from torch import nn
 
 import kernels
+from workers.model_config import FUSED_ARCHITECTURES, ModelConfig
 from workers.models.attention_metadata import AttentionMetadata
-from workers.model_config import ModelConfig
-from workers.models.layers import Embedding, Linear, LoraHook, RMSNorm
+from workers.models.layers import Embedding, Linear, LoraHook, RMSNorm, gated_mlp_act
+from workers.models.rope import rope_cos_sin
 
 KVCache = tuple[torch.Tensor, torch.Tensor]  # each [num_blocks, block_size, num_kv_heads, head_dim]
 
@@ -30,12 +33,22 @@ class LlamaAttention(nn.Module):
         self.num_heads = config.num_heads
         self.num_kv_heads = config.num_kv_heads
         self.head_dim = config.head_dim
-        self.scale = config.head_dim**-0.5
-        self.qkv_proj = Linear(
-            config.hidden_size, [config.q_size, config.kv_size, config.kv_size], ("q_proj", "k_proj", "v_proj"),
-            config.attention_bias, layer_idx,
-        )
+        self.rotary_dim = config.rotary_dim or config.head_dim
+        self.scale = config.attn_scale
+        self.sliding_window = config.layer_window(layer_idx)
+        self.logits_soft_cap = config.attn_logit_softcap
+        # Gemma 3's sliding layers rotate with their own base: the model keeps a second table for them
+        self.local_rope = self.sliding_window is not None and config.local_rope_theta is not None
+        sizes = [config.q_size, config.kv_size, config.kv_size]
+        if config.architecture in FUSED_ARCHITECTURES:  # one checkpoint tensor, one LoRA target
+            self.qkv_proj = Linear(config.hidden_size, [sum(sizes)], ("qkv_proj",), config.attention_bias, layer_idx)
+        else:
+            self.qkv_proj = Linear(
+                config.hidden_size, sizes, ("q_proj", "k_proj", "v_proj"), config.attention_bias, layer_idx
+            )
         self.o_proj = Linear(config.q_size, [config.hidden_size], ("o_proj",), config.o_proj_bias, layer_idx)
+        self.q_norm = RMSNorm(config.head_dim, config.rms_norm_eps) if config.qk_norm else None
+        self.k_norm = RMSNorm(config.head_dim, config.rms_norm_eps) if config.qk_norm else None
 
     def forward(
         self, positions: torch.Tensor, x: torch.Tensor, attn: AttentionMetadata, kv_cache: KVCache,
@@ -47,29 +60,49 @@ class LlamaAttention(nn.Module):
         q = qkv[:, :q_size].view(num_tokens, self.num_heads, self.head_dim)
         k = qkv[:, q_size : q_size + kv_size].view(num_tokens, self.num_kv_heads, self.head_dim)
         v = qkv[:, q_size + kv_size :].view(num_tokens, self.num_kv_heads, self.head_dim)
-        kernels.apply_rotary(q, k, positions, cos_sin)  # in place
+        if self.q_norm is not None and self.k_norm is not None:  # per head, over D: [T * heads, D]
+            q = self.q_norm(q.reshape(-1, self.head_dim))[0].view(num_tokens, self.num_heads, self.head_dim)
+            k = self.k_norm(k.reshape(-1, self.head_dim))[0].view(num_tokens, self.num_kv_heads, self.head_dim)
+        rot = self.rotary_dim
+        kernels.apply_rotary(q[..., :rot], k[..., :rot], positions, cos_sin)  # in place; partial: the first rot dims
         k_cache, v_cache = kv_cache
         kernels.store_kvcache(k, v, k_cache, v_cache, attn.slot_mapping)
+        extra = self._attention_options()
         if attn.is_prefill:
             o = kernels.paged_attention_prefill(
-                q, k_cache, v_cache, attn.cu_seqlens_q, attn.seq_lens, attn.block_tables, self.scale
+                q, k_cache, v_cache, attn.cu_seqlens_q, attn.seq_lens, attn.block_tables, self.scale, **extra
             )
         else:
-            o = kernels.paged_attention_decode(q, k_cache, v_cache, attn.seq_lens, attn.block_tables, self.scale)
+            o = kernels.paged_attention_decode(
+                q, k_cache, v_cache, attn.seq_lens, attn.block_tables, self.scale, **extra
+            )
         return self.o_proj(o.reshape(num_tokens, q_size), lora)  # [T, H]
+
+    def _attention_options(self) -> dict[str, float | int]:
+        options: dict[str, float | int] = {}
+        if self.sliding_window is not None:
+            options["sliding_window"] = self.sliding_window
+        if self.logits_soft_cap is not None:
+            options["logits_soft_cap"] = self.logits_soft_cap
+        return options
 
 
 class LlamaMLP(nn.Module):
     def __init__(self, config: ModelConfig, layer_idx: int) -> None:
         super().__init__()
         inter = config.intermediate_size
-        self.gate_up_proj = Linear(
-            config.hidden_size, [inter, inter], ("gate_proj", "up_proj"), config.mlp_bias, layer_idx
-        )
+        self.act = config.hidden_act
+        if config.architecture in FUSED_ARCHITECTURES:
+            self.gate_up_proj = Linear(config.hidden_size, [2 * inter], ("gate_up_proj",), config.mlp_bias, layer_idx)
+        else:
+            self.gate_up_proj = Linear(
+                config.hidden_size, [inter, inter], ("gate_proj", "up_proj"), config.mlp_bias, layer_idx
+            )
         self.down_proj = Linear(inter, [config.hidden_size], ("down_proj",), config.mlp_bias, layer_idx)
 
     def forward(self, x: torch.Tensor, lora: LoraHook | None) -> torch.Tensor:
-        return self.down_proj(kernels.silu_and_mul(self.gate_up_proj(x, lora)), lora)  # [T, 2I] -> [T, I] -> [T, H]
+        # [T, H] -> [T, 2I] (gate | up) -> [T, I] -> [T, H]
+        return self.down_proj(gated_mlp_act(self.gate_up_proj(x, lora), self.act), lora)
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -91,25 +124,36 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, layer_cls: type[nn.Module] = LlamaDecoderLayer) -> None:
         super().__init__()
         self.embed_tokens = Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(config.num_layers))
+        self.layers = nn.ModuleList(layer_cls(config, i) for i in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
 
 class LlamaForCausalLM(nn.Module):
+    layer_cls: type[nn.Module] = LlamaDecoderLayer
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.model = LlamaModel(config)
+        self.model = LlamaModel(config, self.layer_cls)
         if config.tie_word_embeddings:
             self.lm_head = self.model.embed_tokens
         else:
             self.lm_head = Embedding(config.vocab_size, config.hidden_size)
-        # [max_positions, head_dim] fp32, first half cos, second half sin; follows the model across .to(device)
-        cos_sin = kernels.rotary_cos_sin(config.max_position_embeddings, config.head_dim, config.rope_theta)
-        self.register_buffer("cos_sin", cos_sin.to(self.model.norm.weight.device), persistent=False)
+        # [max_positions, rotary_dim] fp32, first half cos, second half sin; follows the model across .to(device)
+        device = self.model.norm.weight.device
+        rot, positions = config.rotary_dim or config.head_dim, config.max_position_embeddings
+        cos_sin = rope_cos_sin(positions, rot, config.rope_theta, config.rope_scaling)
+        self.register_buffer("cos_sin", cos_sin.to(device), persistent=False)
+        local = None
+        if config.local_rope_theta is not None:
+            local = rope_cos_sin(positions, rot, config.local_rope_theta, config.local_rope_scaling).to(device)
+        self.register_buffer("cos_sin_local", local, persistent=False)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_tokens(input_ids)  # [T] -> [T, H]
 
     def forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor, attn: AttentionMetadata, kv_caches: list[KVCache],
@@ -118,16 +162,28 @@ class LlamaForCausalLM(nn.Module):
         # input_ids, positions: [T] int64 -> hidden [T, H]
         if len(kv_caches) != len(self.model.layers):
             raise ValueError(f"expected {len(self.model.layers)} KV caches, got {len(kv_caches)}")
-        x = self.model.embed_tokens(input_ids)
+        x = self.embed(input_ids)
         residual: torch.Tensor | None = None
         for layer, kv_cache in zip(self.model.layers, kv_caches, strict=True):
-            x, residual = layer(positions, x, residual, attn, kv_cache, self.cos_sin, lora)
+            table = self.cos_sin_local if layer.self_attn.local_rope else self.cos_sin
+            x, residual = layer(positions, x, residual, attn, kv_cache, table, lora)
         x, _ = self.model.norm(x, residual)
         return x
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        # [N, H] -> [N, V] float32
-        return torch.nn.functional.linear(hidden, self.lm_head.weight).float()
+        # [N, H] -> [N, V] float32; Gemma 2 soft-caps them (cap * tanh(logits / cap))
+        logits = torch.nn.functional.linear(hidden, self.lm_head.weight).float()
+        cap = self.config.final_logit_softcap
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def to_checkpoint(self, name: str, param: torch.Tensor) -> torch.Tensor:
+        """Our stored value of a parameter -> the checkpoint's (Gemma stores its norms as w, runs them as 1 + w)."""
+        return param
+
+    def from_checkpoint(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
 
     @torch.no_grad()
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
@@ -146,7 +202,7 @@ class LlamaForCausalLM(nn.Module):
             if name in seen:
                 raise WeightLoadError(f"tensor {name!r} given twice")
             prefix, proj, kind = _split_name(name)
-            if proj in _MERGED:
+            if proj in _MERGED and name not in params:
                 linear = self.get_submodule(f"{prefix}.{_MERGED[proj]}")
                 assert isinstance(linear, Linear)
                 start, size = linear.slice_of(proj)
@@ -155,14 +211,15 @@ class LlamaForCausalLM(nn.Module):
                 target = params[name]
             if tuple(tensor.shape) != tuple(target.shape):
                 raise WeightLoadError(f"{name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(target.shape)}")
-            target.copy_(tensor)
+            target.copy_(self.from_checkpoint(name, tensor))
             seen.add(name)
         missing = expected_names - seen
         if missing:
             raise WeightLoadError(f"checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
-        """Our weights under HF names, merged projections split back (views, no copies; tied lm_head excluded)."""
+        """Our weights under HF names, merged projections split back (views, no copies, except where a family
+        stores a transformed value; tied lm_head excluded)."""
         out: dict[str, torch.Tensor] = {}
         for name, param in self.named_parameters():
             owner = self.get_submodule(name.rsplit(".", 1)[0])
@@ -172,7 +229,7 @@ class LlamaForCausalLM(nn.Module):
                     start, size = owner.slice_of(proj)
                     out[f"{prefix}.{proj}.{kind}"] = param[start : start + size]
             else:
-                out[name] = param
+                out[name] = self.to_checkpoint(name, param)
         return out
 
     def hf_state_names(self) -> set[str]:
