@@ -4,11 +4,24 @@ import { api, ApiError } from "../api/client";
 import { PATHS } from "../api/paths";
 import type { Adapter, BaseModel, DashboardConfig, PlaygroundToken } from "../api/types";
 import { Async, CodeBlock, ErrorText, Field, PageHeader, useApi } from "../components/ui";
-import { type ChatMessage, type ChatUsage, GatewayError, streamChat } from "../lib/chat";
+import { type ChatMessage, type ChatUsage, GatewayError, streamChat, type ToolCall } from "../lib/chat";
 import { formatUsd } from "../lib/money";
 import { pythonSnippet } from "../snippets";
 
-interface Turn { user: string; reply: string; usage: ChatUsage | null; done: boolean; error?: string }
+interface Turn {
+  user: string; reply: string; usage: ChatUsage | null; done: boolean; error?: string; toolCalls?: ToolCall[];
+}
+
+/** The tools box: empty, or a JSON array of OpenAI function tools. */
+export function parseTools(text: string): unknown[] | undefined | "invalid" {
+  if (!text.trim()) return undefined;
+  try {
+    const tools: unknown = JSON.parse(text);
+    return Array.isArray(tools) && tools.length > 0 ? tools : "invalid";
+  } catch {
+    return "invalid";
+  }
+}
 
 export function PlaygroundPage() {
   const models = useApi<BaseModel[]>(PATHS.models);
@@ -18,6 +31,8 @@ export function PlaygroundPage() {
   const [temperature, setTemperature] = useState("0.7");
   const [maxTokens, setMaxTokens] = useState("128");
   const [prompt, setPrompt] = useState("");
+  const [jsonMode, setJsonMode] = useState(false);
+  const [toolsText, setToolsText] = useState("");
   const [turns, setTurns] = useState<Turn[]>([]);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
@@ -42,7 +57,8 @@ export function PlaygroundPage() {
   const temp = Number(temperature);
   const max = Number.parseInt(maxTokens, 10);
   const invalid = !model ? "Pick a model." : !(temp >= 0 && temp <= 2) ? "Temperature is between 0 and 2." :
-    !(max >= 1 && max <= 4096) ? "Max tokens is between 1 and 4096." : !prompt.trim() ? "Write a message." : undefined;
+    !(max >= 1 && max <= 4096) ? "Max tokens is between 1 and 4096." : !prompt.trim() ? "Write a message." :
+    parseTools(toolsText) === "invalid" ? "Tools must be a JSON array of function definitions." : undefined;
 
   const send = async (event: FormEvent) => {
     event.preventDefault();
@@ -66,6 +82,8 @@ export function PlaygroundPage() {
       const { usage } = await streamChat({
         baseUrl: k.gateway_url, apiKey: k.secret, model, messages: history, temperature: temp, maxTokens: max,
         signal: abort.current.signal, onText: (text) => update((t) => ({ ...t, reply: t.reply + text })),
+        jsonMode, tools: parseTools(toolsText) as unknown[] | undefined,
+        onToolCalls: (calls) => update((t) => ({ ...t, toolCalls: calls })),
       });
       update((t) => ({ ...t, usage, done: true }));
     } catch (e) {
@@ -123,6 +141,17 @@ export function PlaygroundPage() {
               )}
             </Field>
           </div>
+          <label className="row">
+            <input type="checkbox" checked={jsonMode} onChange={(e) => setJsonMode(e.target.checked)} />
+            JSON mode (the reply is one JSON object)
+          </label>
+          <Field label="Tools (optional JSON array of functions)">
+            {({ id }) => (
+              <textarea id={id} rows={3} value={toolsText} spellCheck={false}
+                placeholder='[{"type": "function", "function": {"name": "get_weather", "parameters": {...}}}]'
+                onChange={(e) => setToolsText(e.target.value)} />
+            )}
+          </Field>
           <Field label="Message">
             {({ id }) => (
               <textarea id={id} rows={3} value={prompt} placeholder="Ask something…" onChange={(e) => setPrompt(e.target.value)}
@@ -148,7 +177,12 @@ export function PlaygroundPage() {
           {turns.map((t, i) => (
             <article key={i} className="turn" data-testid="turn">
               <p className="user-msg"><strong>You</strong> {t.user}</p>
-              <p className="reply" data-testid="reply">{t.reply || (t.done ? "" : "…")}</p>
+              <p className="reply" data-testid="reply">{t.reply || (t.done || t.toolCalls?.length ? "" : "…")}</p>
+              {t.toolCalls?.map((c) => (
+                <pre key={c.id || c.name} className="tool-call" data-testid="tool-call">
+                  {c.name}({c.arguments})
+                </pre>
+              ))}
               {t.error && <p className="error" role="alert">{t.error}</p>}
               {t.usage && (
                 <p className="muted small" data-testid="turn-usage">
