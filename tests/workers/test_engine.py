@@ -149,7 +149,7 @@ def test_n2_shares_prefix_blocks(make_engine: MakeEngine, prompts: list[list[int
     leader, child = engine.scheduler.running
     shared = (len(prompts[1]) - 1) // 16
     assert shared > 0 and child.block_table[:shared] == leader.block_table[:shared]
-    assert all(engine.block_manager.blocks[b].ref_count == 2 for b in leader.block_table[:shared])
+    assert all(engine.scheduler.block_manager.blocks[b].ref_count == 2 for b in leader.block_table[:shared])
     outs: dict[int, list[int]] = {0: first[0].new_token_ids, 1: []}
     while engine.has_unfinished_requests():
         for d in engine.step():
@@ -194,8 +194,7 @@ def test_abort_frees_blocks_and_reports(make_engine: MakeEngine, prompts: list[l
     engine.add_request("x", prompts[1], SamplingParams(n=2, temperature=0, max_tokens=50))
     engine.step()
     engine.step()
-    engine.abort_request("x")
-    deltas = engine.step()
+    deltas = engine.abort_request("x")
     assert sorted((d.index, d.finish_reason) for d in deltas) == [(0, "abort"), (1, "abort")]
     assert not engine.has_unfinished_requests()
     assert engine.stats()["num_free_blocks"] == engine.stats()["num_total_blocks"]

@@ -74,18 +74,14 @@ def test_rank_above_slot_width_is_refused(store: Path) -> None:
 
 def test_slots_evict_unpinned_lru_and_keep_pinned(store: Path) -> None:
     m = _manager(store)
-    pinned: set[str] = set()
-    m.pinned = lambda: pinned
     m.prepare(["u0", "u1"], [1, 1])
     assert sorted(m.slot_uids) == ["u0", "u1"] and m.num_slot_loads == 2
     m.prepare(["u1"], [3])
     assert m.num_slot_loads == 2  # resident: no copy
-    pinned = {"u0"}
-    m.prepare(["u2"], [1])  # u1 is unpinned: its slot goes
+    m.prepare(["u2"], [1], pinned=frozenset({"u0"}))  # u1 is unpinned: its slot goes
     assert sorted(m.slot_uids) == ["u0", "u2"]
-    pinned = {"u0", "u2"}
     with pytest.raises(RuntimeError, match="no free LoRA slot"):
-        m.prepare(["u3"], [1])
+        m.prepare(["u3"], [1], pinned=frozenset({"u0", "u2"}))
 
 
 def _want(raw: dict, seqs: list, lens: list[int], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,5 @@
 """Scheduler unit tests, driven without a model: the sampled token is fed in by the test (the model's boundary)."""
 
-from workers.engine.block_manager import BlockManager
 from workers.engine.config import EngineConfig
 from workers.engine.outputs import SamplerOutput
 from workers.engine.sampling_params import SamplingParams
@@ -16,9 +15,9 @@ def make(
 ) -> Scheduler:
     cfg = EngineConfig(
         model="unused", block_size=BS, num_kv_blocks=num_blocks, max_num_batched_tokens=budget,
-        max_num_seqs=max_num_seqs, max_loras=max_loras,
+        max_num_seqs=max_num_seqs, max_loras=max_loras, enable_prefix_caching=caching,
     )  # fmt: skip
-    return Scheduler(cfg, BlockManager(num_blocks, BS, enable_prefix_caching=caching), eos_token_ids=[EOS])
+    return Scheduler(cfg, num_blocks, eos_token_ids=[EOS])
 
 
 _ids = iter(range(10**6))

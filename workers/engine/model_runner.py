@@ -2,12 +2,12 @@
 
 import torch
 
-from workers.models.attention_metadata import AttentionMetadata
 from workers.engine.config import EngineConfig
 from workers.engine.outputs import SamplerOutput
 from workers.engine.sampler import Sampler
 from workers.engine.scheduler import ScheduledBatch
 from workers.lora.manager import LoraManager
+from workers.models.attention_metadata import AttentionMetadata
 from workers.models.llama import LlamaForCausalLM
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -78,7 +78,8 @@ class ModelRunner:
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> SamplerOutput:
         input_ids, positions, attn = self.prepare(batch)
-        hook = self.lora.prepare([s.adapter_id for s in batch.seqs], batch.num_new_tokens) if self.lora else None
+        adapters = [s.adapter_id for s in batch.seqs]
+        hook = self.lora.prepare(adapters, batch.num_new_tokens, batch.pinned_adapters) if self.lora else None
         hidden = self.model(input_ids, positions, attn, self.kv_caches, hook)  # [T, H]
         rows = [i for i, s in enumerate(batch.samples) if s]
         if not rows:

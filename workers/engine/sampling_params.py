@@ -1,10 +1,12 @@
 from dataclasses import dataclass, field
 
+MAX_TOP_LOGPROBS = 20  # top_logprobs (chat) and logprobs (completions) are both capped here
+
 
 class InvalidRequestError(ValueError):
     """Bad input from outside; the server turns it into a 400 in OpenAI's error shape."""
 
-    def __init__(self, message: str, param: str | None = None, code: str | None = None):
+    def __init__(self, message: str, param: str | None = None, code: str | None = "invalid_value"):
         super().__init__(message)
         self.message = message
         self.param = param
@@ -28,7 +30,7 @@ class SamplingParams:
     max_tokens: int | None = None  # None = up to the context length
     ignore_eos: bool = False
     logprobs: bool = False
-    top_logprobs: int = 0  # 0..20
+    top_logprobs: int = 0  # 0..MAX_TOP_LOGPROBS
     skip_special_tokens: bool = True
 
     def validate(self, vocab_size: int) -> None:
@@ -49,8 +51,8 @@ class SamplingParams:
             raise InvalidRequestError("repetition_penalty must be > 0", param="repetition_penalty")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
-        if not 0 <= self.top_logprobs <= 20:
-            raise InvalidRequestError("top_logprobs must be between 0 and 20", param="top_logprobs")
+        if not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
+            raise InvalidRequestError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}", param="top_logprobs")
         if len(self.stop) > 4:
             raise InvalidRequestError("at most 4 stop sequences", param="stop")
         for tok, bias in self.logit_bias.items():

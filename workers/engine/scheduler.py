@@ -15,6 +15,7 @@ class ScheduledBatch:
     num_new_tokens: list[int]  # query tokens of each sequence this step (prefill chunk or 1 decode token)
     samples: list[bool]  # whether each sequence reaches its last token this step and so samples a new one
     is_prefill: bool  # any sequence with more than one query token
+    pinned_adapters: frozenset[str] = frozenset()  # adapters of all running sequences: their LoRA slots stay put
 
     @property
     def num_tokens(self) -> int:
@@ -22,11 +23,11 @@ class ScheduledBatch:
 
 
 class Scheduler:
-    def __init__(self, config: EngineConfig, block_manager: BlockManager, eos_token_ids: list[int]) -> None:
+    def __init__(self, config: EngineConfig, num_kv_blocks: int, eos_token_ids: list[int]) -> None:
         self.max_num_seqs = config.max_num_seqs
         self.max_num_batched_tokens = config.max_num_batched_tokens
         self.max_loras = config.max_loras
-        self.block_manager = block_manager
+        self.block_manager = BlockManager(num_kv_blocks, config.block_size, config.enable_prefix_caching)
         self.eos_token_ids = frozenset(eos_token_ids)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # admission order: the last is the newest, preempted first
@@ -82,7 +83,8 @@ class Scheduler:
         if not seqs:
             return None
         samples = [s.num_computed_tokens + n == s.num_tokens for s, n in zip(seqs, num_new, strict=True)]
-        return ScheduledBatch(seqs, num_new, samples, is_prefill=any(n > 1 for n in num_new))
+        pinned = frozenset(s.adapter_id for s in self.running if s.adapter_id is not None)
+        return ScheduledBatch(seqs, num_new, samples, any(n > 1 for n in num_new), pinned)
 
     def _admit(self, seqs: list[Sequence], num_new: list[int], budget: int) -> None:
         bm = self.block_manager

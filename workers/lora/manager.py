@@ -12,7 +12,6 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -53,8 +52,6 @@ class LoraManager:
         self.num_slot_loads = 0
         self.num_disk_loads = 0
         self.last_slot_load_s = 0.0
-        # The engine points this at its running sequences' adapters: those stay in their slots between steps.
-        self.pinned: Callable[[], set[str]] = set
         # Torch route: steps whose adapters average at most this many tokens each use gathered BGMV (batch.py).
         self.gather_max_run = 8
         self.gathered_route = not use_triton(torch.empty(0, device=self.device))  # False: kernels' segments
@@ -142,7 +139,7 @@ class LoraManager:
         self.num_slot_loads += 1
         self.last_slot_load_s = time.perf_counter() - start
 
-    def _assign(self, uids: set[str], pinned: set[str]) -> dict[str, int]:
+    def _assign(self, uids: set[str], pinned: frozenset[str]) -> dict[str, int]:
         if len(uids) > self.max_loras:
             raise RuntimeError(f"{len(uids)} adapters in one step > max_loras {self.max_loras} (scheduler bug)")
         slot_of = {u: self.slot_uids.index(u) for u in uids if u in self.slot_uids}
@@ -182,14 +179,17 @@ class LoraManager:
                 torch.tensor(valid, dtype=torch.bool, device=dev).unsqueeze(2),
                 torch.tensor(slots, dtype=torch.int64, device=dev))  # fmt: skip
 
-    def prepare(self, seq_adapters: list[str | None], num_tokens: list[int]) -> LoraBatch | None:
+    def prepare(
+        self, seq_adapters: list[str | None], num_tokens: list[int], pinned: frozenset[str] = frozenset()
+    ) -> LoraBatch | None:
         """The LoRA hook of one step: sequence i contributes num_tokens[i] consecutive tokens with adapter
-        seq_adapters[i] (None = base). Adapters of running sequences (`pinned()`) keep their slots."""
+        seq_adapters[i] (None = base). `pinned` adapters (those of all running sequences, from the scheduled batch)
+        keep their slots."""
         uids = {u for u in seq_adapters if u is not None}
         if not uids:
             return None
         self._step += 1
-        slot_of = self._assign(uids, self.pinned())
+        slot_of = self._assign(uids, pinned)
         for slot in slot_of.values():
             self._slot_used[slot] = self._step
         token_slots: list[int] = []

@@ -38,7 +38,6 @@ class ServerSettings:
     max_loras: int = 4
     redis_url: str | None = None  # None: no registry heartbeat (a worker tried alone)
     worker_secret: str | None = None  # HEARTH_WORKER_SECRET; when set, /v1/* requires x-hearth-worker-secret
-    max_model_len: int | None = None  # None: read from engine.config.max_model_len
     heartbeat_interval_s: float = 1.0
 
 
@@ -50,33 +49,21 @@ class Worker:
         self.metrics = WorkerMetrics(settings.served_model_name)
         self.engine = AsyncEngine(engine, self.metrics)
         self.tokenizer = engine.tokenizer
-        self.vocab_size: int = engine.tokenizer.vocab_size
-        # LLMEngine resolves the context it can serve (model context capped by the KV pool) into .max_model_len.
-        self.max_model_len: int | None = settings.max_model_len or getattr(engine, "max_model_len", None)
+        # The context the engine serves (the model's, capped by the KV pool); the engine checks requests against it.
+        self.max_model_len = engine.max_model_len
+        self.serves_adapters = engine.serves_adapters
+        self.resident_adapters = engine.resident_adapters  # the registry's routing affinity; any thread
         self.tokens = serving.TokenText(engine.tokenizer)
 
-        # The engine's tiered adapter cache (workers.lora.manager.LoraManager); engines without one serve no adapters.
-        self.lora: Any = getattr(engine, "lora_manager", None)
-
-    def resident_adapters(self) -> list[str]:
-        """Adapters held in host memory or a device slot (the registry's routing affinity)."""
-        return self.lora.resident_adapters() if self.lora is not None else []
-
-    async def resolve_model(self, model: str) -> str | None:
-        """The adapter uid a request's `model` (`<base>` or `<base>:<uid>`) names, None for the base model. An adapter
-        not yet in memory is fetched from the store here (off the event loop); 404 when there is no such adapter."""
+    def resolve_model(self, model: str) -> str | None:
+        """The adapter uid a request's `model` (`<base>` or `<base>:<uid>`) names, None for the base model; 404 for
+        another model. The engine resolves the adapter itself (once, in new_request: 404 if the store lacks it)."""
         name = self.settings.served_model_name
         if model == name:
             return None
         base, sep, adapter_uid = model.partition(":")
-        if not sep or base != name or self.lora is None:
+        if not sep or base != name or not self.serves_adapters:
             raise ModelNotFoundError(model)
-        from workers.lora.manager import AdapterNotFoundError
-
-        try:
-            await asyncio.to_thread(self.lora.get, adapter_uid)
-        except AdapterNotFoundError:
-            raise ModelNotFoundError(model) from None
         return adapter_uid
 
     def chat_prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
@@ -111,7 +98,7 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker.engine.start()
         heartbeat = deletions = None
-        if settings.redis_url and worker.lora is not None:
+        if settings.redis_url and worker.serves_adapters:
             deletions = AdapterDeletions(redis_url=settings.redis_url, on_deleted=worker.engine.drop_adapter)
             await deletions.start()
         if settings.redis_url:
@@ -154,19 +141,18 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
     async def chat_completions(request: Request, w: CurrentWorker) -> Response:
         arrival = time.perf_counter()
         req = parse_body(await request.body(), ChatCompletionRequest)
-        adapter_id = await w.resolve_model(req.model)
+        adapter_id = w.resolve_model(req.model)
         include_usage = P.include_usage(req)
         messages = P.chat_messages(req)
-        params = P.chat_sampling_params(req, w.vocab_size)
+        params = P.chat_sampling_params(req)
         prompt_ids = await asyncio.to_thread(w.chat_prompt_ids, messages)
-        max_param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
-        P.check_fits(len(prompt_ids), params.max_tokens, w.max_model_len, prompt_param="messages", max_param=max_param)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival)
+        stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival,
+                                            param_names=P.chat_param_names(req))
+        chunks = serving.ChatChunks(request_id, req.model, w.tokens, req.logprobs, req.n)
         if req.stream:
-            body = serving.chat_stream(stream, request_id, req.model, req.n, w.tokens, req.logprobs, include_usage,
-                                       continuous_usage=P.continuous_usage(req), num_prompt_tokens=len(prompt_ids))
-            return _sse_response(body, request_id)
+            return _sse_response(serving.sse_stream(stream, chunks, include_usage, continuous_usage=P.continuous_usage(req),
+                                                    num_prompt_tokens=len(prompt_ids)), request_id)
         result = await serving.collect(stream, request, req.n)
         if result is None:
             return _client_gone()
@@ -177,19 +163,19 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
     async def completions(request: Request, w: CurrentWorker) -> Response:
         arrival = time.perf_counter()
         req = parse_body(await request.body(), CompletionRequest)
-        adapter_id = await w.resolve_model(req.model)
+        adapter_id = w.resolve_model(req.model)
         include_usage = P.include_usage(req)
-        params = P.completion_sampling_params(req, w.vocab_size)
-        prompt_ids = await _completion_prompt_ids(w, req)
-        P.check_fits(len(prompt_ids), params.max_tokens, w.max_model_len, prompt_param="prompt", max_param="max_tokens")
+        params = P.completion_sampling_params(req)
+        prompt = P.completion_prompt(req)
+        prompt_ids = await asyncio.to_thread(w.tokenizer.encode, prompt) if isinstance(prompt, str) else list(prompt)
         request_id = f"cmpl-{uuid.uuid4().hex}"
-        stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival)
+        stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival,
+                                            param_names=P.COMPLETION_PARAM_NAMES)
         logprobs = req.logprobs is not None
+        chunks = serving.CompletionChunks(request_id, req.model, w.tokens, logprobs, req.n)
         if req.stream:
-            body = serving.completion_stream(stream, request_id, req.model, req.n, w.tokens, logprobs, include_usage,
-                                             continuous_usage=P.continuous_usage(req),
-                                             num_prompt_tokens=len(prompt_ids))
-            return _sse_response(body, request_id)
+            return _sse_response(serving.sse_stream(stream, chunks, include_usage, continuous_usage=P.continuous_usage(req),
+                                                    num_prompt_tokens=len(prompt_ids)), request_id)
         result = await serving.collect(stream, request, req.n)
         if result is None:
             return _client_gone()
@@ -197,13 +183,6 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": request_id})
 
     return app
-
-
-async def _completion_prompt_ids(w: Worker, req: CompletionRequest) -> list[int]:
-    prompt = P.completion_prompt(req)
-    ids = await asyncio.to_thread(w.tokenizer.encode, prompt) if isinstance(prompt, str) else list(prompt)
-    P.check_prompt_ids(ids, w.vocab_size)
-    return ids
 
 
 def _sse_response(body: AsyncIterator[str], request_id: str) -> StreamingResponse:

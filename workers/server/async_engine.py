@@ -3,7 +3,9 @@
 The thread owns the LLMEngine outright: the event loop never calls into it, it sends commands (add, abort, drop an
 adapter, stop) through a thread-safe queue that the thread drains between steps, and the thread answers through per-request
 asyncio queues fed with `loop.call_soon_threadsafe` (one callback per step for all requests, not one per delta).
-When nothing is running the thread blocks on the command queue, so an idle worker burns no CPU.
+When nothing is running the thread blocks on the command queue, so an idle worker burns no CPU. The one call made
+from the caller's side is `engine.new_request`, which only validates and builds sequences (a bad request is refused
+there, synchronously, without costing the stepping thread anything).
 """
 
 import asyncio
@@ -11,12 +13,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from workers.engine.outputs import CompletionDelta
 from workers.engine.sampling_params import SamplingParams
+from workers.engine.sequence import Sequence
 from workers.server.errors import AdapterDeletedError, EngineError
 from workers.server.metrics import WorkerMetrics
 
@@ -27,16 +30,28 @@ class EngineLike(Protocol):
     """The engine interface pinned in docs/contracts.md ("Engine")."""
 
     tokenizer: Any
+    vocab_size: int
+    max_model_len: int
+    serves_adapters: bool
 
-    def add_request(
-        self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, adapter_id: str | None = None
-    ) -> None: ...
+    # Any thread: pure validation and construction (may load an adapter into host memory).
+    def new_request(
+        self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, adapter_id: str | None = None,
+        *, param_names: Mapping[str, str] | None = None,
+    ) -> list[Sequence]: ...  # fmt: skip
 
-    def abort_request(self, request_id: str) -> None: ...
+    def resident_adapters(self) -> list[str]: ...
+
+    # The stepping thread only.
+    def add(self, seqs: list[Sequence]) -> None: ...
+
+    def abort_request(self, request_id: str) -> list[CompletionDelta]: ...
 
     def step(self) -> list[CompletionDelta]: ...
 
     def has_unfinished_requests(self) -> bool: ...
+
+    def drop_adapter(self, uid: str) -> int: ...
 
     def stats(self) -> dict[str, int]: ...
 
@@ -47,10 +62,7 @@ StreamItem = list[CompletionDelta] | EngineError
 
 @dataclass(slots=True)
 class _Add:
-    request_id: str
-    prompt_token_ids: list[int]
-    params: SamplingParams
-    adapter_id: str | None
+    seqs: list[Sequence]  # from engine.new_request: validated
     arrival: float  # perf_counter at HTTP arrival, for TTFT
     out: asyncio.Queue[StreamItem]
     accepted: asyncio.Future[None]
@@ -161,14 +173,22 @@ class AsyncEngine:
         params: SamplingParams,
         adapter_id: str | None = None,
         arrival: float | None = None,
+        *,
+        param_names: Mapping[str, str] | None = None,
     ) -> RequestStream:
-        """Hands the request to the engine thread; raises what engine.add_request raised (InvalidRequestError)."""
+        """Validates the request here, then hands it to the engine thread; raises InvalidRequestError (bad input,
+        unknown adapter: `param_names` maps the engine's parameter names to the client's)."""
         if self._loop is None or self._thread is None:
             raise EngineError("The engine is not running.")
+        args = (request_id, prompt_token_ids, params, adapter_id)
+        if adapter_id is None:
+            seqs = self.engine.new_request(*args, param_names=param_names)
+        else:  # the first request for an adapter reads it from the store: off the event loop
+            seqs = await asyncio.to_thread(self.engine.new_request, *args, param_names=param_names)
         out: asyncio.Queue[StreamItem] = asyncio.Queue()
         accepted: asyncio.Future[None] = self._loop.create_future()
         arrival = time.perf_counter() if arrival is None else arrival
-        self._commands.put(_Add(request_id, prompt_token_ids, params, adapter_id, arrival, out, accepted))
+        self._commands.put(_Add(seqs, arrival, out, accepted))
         try:
             await accepted
         except asyncio.CancelledError:
@@ -222,14 +242,15 @@ class AsyncEngine:
                 self._add(cmd)
 
     def _add(self, cmd: _Add) -> None:
+        first = cmd.seqs[0]
         try:
-            self.engine.add_request(cmd.request_id, cmd.prompt_token_ids, cmd.params, cmd.adapter_id)
-        except Exception as exc:  # InvalidRequestError and anything unexpected go back to the caller
+            self.engine.add(cmd.seqs)
+        except Exception as exc:  # a duplicate id (InvalidRequestError) and anything unexpected go back to the caller
             self._post(_reject, cmd.accepted, exc)
             return
-        self._tracked[cmd.request_id] = _Tracked(cmd.out, cmd.params.n, cmd.arrival, cmd.adapter_id)
+        self._tracked[first.request_id] = _Tracked(cmd.out, len(cmd.seqs), cmd.arrival, first.adapter_id)
         if self.metrics:
-            self.metrics.add_prompt(len(cmd.prompt_token_ids))
+            self.metrics.add_prompt(first.num_prompt_tokens)
         self._post(_accept, cmd.accepted)
         self._snapshot()
 
@@ -245,18 +266,13 @@ class AsyncEngine:
         try:
             for request_id, tracked in list(self._tracked.items()):
                 if tracked.adapter_id == cmd.uid:
-                    # Aborted in the engine's inbox, which its next step drains before scheduling: no sequence
-                    # needs the adapter's slot once it is cleared below.
+                    # Aborted before the engine drops the adapter: no sequence needs its slot any more.
                     del self._tracked[request_id]
                     self.engine.abort_request(request_id)
                     if self.metrics:
                         self.metrics.finished("abort", tracked.n - len(tracked.finished))
                     self._post(_fan_out, [(tracked.out, AdapterDeletedError(cmd.uid))])
-            lora = getattr(self.engine, "lora_manager", None)
-            if lora is not None:
-                lora.remove(cmd.uid)
-            blocks = getattr(self.engine, "block_manager", None)
-            count = blocks.invalidate_adapter(cmd.uid) if blocks is not None else 0
+            count = self.engine.drop_adapter(cmd.uid)
         except Exception as exc:
             self._post(_reject, cmd.done, exc)
             raise

@@ -1,16 +1,16 @@
 """From a validated OpenAI request to what the engine takes: chat messages, prompt token ids and SamplingParams.
 
-Everything a client can get wrong beyond types is checked here (or by SamplingParams.validate), before the request
-reaches the engine thread, so a bad request never costs the batch anything.
+What only the protocol knows (fields this worker doesn't support, stream_options without stream, message shapes) is
+checked here; every bound on the sampling parameters, the prompt and the context is checked once, by
+workers.engine.validation (run by the engine's new_request on the caller's thread, before the stepping thread sees
+the request). `param_names` tells it what the client called the engine's parameters.
 """
 
 from typing import Any
 
-from workers.engine.sampling_params import InvalidRequestError, SamplingParams
+from workers.engine.sampling_params import SamplingParams
 from workers.server.errors import OpenAIError
 from workers.server.protocol import ChatCompletionRequest, CompletionRequest, TextContentPart
-
-MAX_TOP_LOGPROBS = 20
 
 
 def include_usage(req: ChatCompletionRequest | CompletionRequest) -> bool:
@@ -104,47 +104,38 @@ def _common(req: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
     }
 
 
-def _validated(params: SamplingParams, vocab_size: int) -> SamplingParams:
-    try:
-        params.validate(vocab_size)
-    except InvalidRequestError as exc:
-        raise OpenAIError(exc.message, param=exc.param, code=exc.code or "invalid_value") from None
-    return params
+def chat_param_names(req: ChatCompletionRequest) -> dict[str, str]:
+    names = {"prompt": "messages"}
+    if req.max_completion_tokens is not None:
+        names["max_tokens"] = "max_completion_tokens"
+    return names
 
 
-def chat_sampling_params(req: ChatCompletionRequest, vocab_size: int) -> SamplingParams:
+COMPLETION_PARAM_NAMES = {"top_logprobs": "logprobs"}  # completions call the number of top logprobs `logprobs`
+
+
+def chat_sampling_params(req: ChatCompletionRequest) -> SamplingParams:
     if req.top_logprobs is not None and not req.logprobs:
         raise OpenAIError("top_logprobs requires logprobs to be true.", param="top_logprobs", code="invalid_value")
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-    param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
-    if max_tokens is not None and max_tokens < 1:
-        raise OpenAIError(f"{param} must be at least 1.", param=param, code="invalid_value")
-    params = SamplingParams(
+    return SamplingParams(
         **_common(req), max_tokens=max_tokens, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0
     )
-    return _validated(params, vocab_size)
 
 
-def completion_sampling_params(req: CompletionRequest, vocab_size: int) -> SamplingParams:
+def completion_sampling_params(req: CompletionRequest) -> SamplingParams:
     if req.echo:
         raise OpenAIError("echo is not supported by this worker.", param="echo", code="unsupported_parameter")
     if req.suffix:
         raise OpenAIError("suffix is not supported by this worker.", param="suffix", code="unsupported_parameter")
     if req.best_of is not None and req.best_of != req.n:
         raise OpenAIError("best_of other than n is not supported.", param="best_of", code="unsupported_parameter")
-    if req.logprobs is not None and not 0 <= req.logprobs <= MAX_TOP_LOGPROBS:
-        raise OpenAIError(
-            f"logprobs must be between 0 and {MAX_TOP_LOGPROBS}.", param="logprobs", code="invalid_value"
-        )
-    if req.max_tokens is not None and req.max_tokens < 1:
-        raise OpenAIError("max_tokens must be at least 1.", param="max_tokens", code="invalid_value")
-    params = SamplingParams(
+    return SamplingParams(
         **_common(req),
         max_tokens=req.max_tokens,
         logprobs=req.logprobs is not None,
         top_logprobs=req.logprobs or 0,
     )
-    return _validated(params, vocab_size)
 
 
 def completion_prompt(req: CompletionRequest) -> str | list[int]:
@@ -157,34 +148,3 @@ def completion_prompt(req: CompletionRequest) -> str | list[int]:
             "Batched prompts are not supported; send one prompt per request.", param="prompt", code="invalid_value"
         )
     return prompt  # type: ignore[return-value]
-
-
-def check_prompt_ids(ids: list[int], vocab_size: int) -> None:
-    if not ids:
-        raise OpenAIError("The prompt is empty.", param="prompt", code="invalid_value")
-    bad = next((t for t in ids if not 0 <= t < vocab_size), None)
-    if bad is not None:
-        raise OpenAIError(f"Prompt token id {bad} is out of range.", param="prompt", code="invalid_value")
-
-
-def check_fits(
-    num_prompt_tokens: int, max_tokens: int | None, max_model_len: int | None, *, prompt_param: str, max_param: str
-) -> None:
-    """Mirror of the engine's own check, so the error names the right parameter; the engine re-checks."""
-    if max_model_len is None:
-        return
-    if num_prompt_tokens >= max_model_len:
-        raise OpenAIError(
-            f"This model's maximum context length is {max_model_len} tokens, but the prompt has "
-            f"{num_prompt_tokens} tokens. Shorten the prompt.",
-            param=prompt_param,
-            code="context_length_exceeded",
-        )
-    if max_tokens is not None and num_prompt_tokens + max_tokens > max_model_len:
-        raise OpenAIError(
-            f"This model's maximum context length is {max_model_len} tokens. However, you requested "
-            f"{num_prompt_tokens + max_tokens} tokens ({num_prompt_tokens} in the prompt, "
-            f"{max_tokens} for the completion). Reduce the prompt or the completion length.",
-            param=max_param,
-            code="context_length_exceeded",
-        )

@@ -213,63 +213,72 @@ def _sse(obj: BaseModel | dict[str, Any]) -> str:
     return f"data: {data}\n\n"
 
 
-async def chat_stream(
-    stream: RequestStream, request_id: str, model: str, n: int, tokens: TokenText, logprobs: bool, include_usage: bool,
+class ChatChunks:
+    """chat.completion.chunk objects: one role chunk per choice first, then content deltas."""
+
+    def __init__(self, request_id: str, model: str, tokens: TokenText, logprobs: bool, n: int) -> None:
+        self.request_id, self.model, self.tokens, self.logprobs, self.n = request_id, model, tokens, logprobs, n
+
+    def opening(self, usage: Usage | None) -> list[BaseModel]:
+        return [self._chunk([ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))], usage)
+                for i in range(self.n)]  # fmt: skip
+
+    def delta(self, d: CompletionDelta, usage: Usage | None) -> BaseModel:
+        lps = ChatLogprobs(content=[self.tokens.chat(lp) for lp in d.logprobs or []]) if self.logprobs else None
+        choice = ChatChunkChoice(index=d.index, delta=ChatDelta(content=d.text), logprobs=lps,
+                                 finish_reason=d.finish_reason)  # fmt: skip
+        return self._chunk([choice], usage)
+
+    def _chunk(self, choices: list[ChatChunkChoice], usage: Usage | None) -> BaseModel:
+        return ChatCompletionChunk(id=self.request_id, model=self.model, choices=choices, usage=usage)
+
+    def usage(self, usage: Usage) -> BaseModel:
+        return self._chunk([], usage)
+
+
+class CompletionChunks:
+    """text_completion objects, one choice each; logprobs' text_offset runs on per choice."""
+
+    def __init__(self, request_id: str, model: str, tokens: TokenText, logprobs: bool, n: int) -> None:
+        self.request_id, self.model, self.tokens, self.logprobs = request_id, model, tokens, logprobs
+        self.choices = {i: _Choice() for i in range(n)}
+
+    def opening(self, usage: Usage | None) -> list[BaseModel]:
+        return []
+
+    def delta(self, d: CompletionDelta, usage: Usage | None) -> BaseModel:
+        lps = _completion_logprobs(self.tokens, d.logprobs or [], self.choices[d.index]) if self.logprobs else None
+        choice = CompletionChoice(index=d.index, text=d.text, logprobs=lps, finish_reason=d.finish_reason)
+        return Completion(id=self.request_id, model=self.model, choices=[choice], usage=usage)
+
+    def usage(self, usage: Usage) -> BaseModel:
+        return Completion(id=self.request_id, model=self.model, choices=[], usage=usage)
+
+
+async def sse_stream(
+    stream: RequestStream, chunks: ChatChunks | CompletionChunks, include_usage: bool,
     *, continuous_usage: bool = False, num_prompt_tokens: int = 0,
-) -> AsyncIterator[str]:
-    """With `continuous_usage` every chunk carries the usage so far (vLLM's continuous_usage_stats)."""
+) -> AsyncIterator[str]:  # fmt: skip
+    """The one streaming path of chat and completions. With `continuous_usage` every chunk carries the usage so far
+    (vLLM's continuous_usage_stats)."""
     usage = UsageTracker(num_prompt_tokens)
 
     def so_far() -> Usage | None:
         return usage.usage() if continuous_usage else None
+
     try:
-        for i in range(n):
-            role = ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))
-            yield _sse(ChatCompletionChunk(id=request_id, model=model, choices=[role], usage=so_far()))
+        for chunk in chunks.opening(so_far()):
+            yield _sse(chunk)
         async for deltas in stream:
             for d in deltas:
                 usage.add(d)
-                if not (d.text or d.finished or d.logprobs):
-                    continue
-                lps = ChatLogprobs(content=[tokens.chat(lp) for lp in d.logprobs or []]) if logprobs else None
-                choice = ChatChunkChoice(
-                    index=d.index, delta=ChatDelta(content=d.text), logprobs=lps, finish_reason=d.finish_reason
-                )
-                yield _sse(ChatCompletionChunk(id=request_id, model=model, choices=[choice], usage=so_far()))
+                if d.text or d.finished or d.logprobs:
+                    yield _sse(chunks.delta(d, so_far()))
         if include_usage:
-            yield _sse(ChatCompletionChunk(id=request_id, model=model, choices=[], usage=usage.usage()))
+            yield _sse(chunks.usage(usage.usage()))
         yield DONE
     except EngineError as exc:
         yield _sse(error_body(exc.message, type=exc.type, code=exc.code))
         yield DONE
     finally:
         stream.close()  # a disconnected client lands here (cancellation): the engine aborts and frees its blocks
-
-
-async def completion_stream(
-    stream: RequestStream, request_id: str, model: str, n: int, tokens: TokenText, logprobs: bool, include_usage: bool,
-    *, continuous_usage: bool = False, num_prompt_tokens: int = 0,
-) -> AsyncIterator[str]:
-    """With `continuous_usage` every chunk carries the usage so far (vLLM's continuous_usage_stats)."""
-    usage = UsageTracker(num_prompt_tokens)
-
-    def so_far() -> Usage | None:
-        return usage.usage() if continuous_usage else None
-    choices = {i: _Choice() for i in range(n)}
-    try:
-        async for deltas in stream:
-            for d in deltas:
-                usage.add(d)
-                if not (d.text or d.finished or d.logprobs):
-                    continue
-                lps = _completion_logprobs(tokens, d.logprobs or [], choices[d.index]) if logprobs else None
-                choice = CompletionChoice(index=d.index, text=d.text, logprobs=lps, finish_reason=d.finish_reason)
-                yield _sse(Completion(id=request_id, model=model, choices=[choice], usage=so_far()))
-        if include_usage:
-            yield _sse(Completion(id=request_id, model=model, choices=[], usage=usage.usage()))
-        yield DONE
-    except EngineError as exc:
-        yield _sse(error_body(exc.message, type=exc.type, code=exc.code))
-        yield DONE
-    finally:
-        stream.close()

@@ -4,10 +4,14 @@ It follows the Engine contract in docs/contracts.md: each step emits one token p
 the prompt's tokens, with block accounting like a paged cache (16 tokens per block).
 """
 
+import itertools
 import math
+from collections.abc import Mapping
 
 from workers.engine.outputs import CompletionDelta, TokenLogprob
 from workers.engine.sampling_params import InvalidRequestError, SamplingParams
+from workers.engine.sequence import Sequence
+from workers.engine.validation import check_request
 
 BLOCK = 16
 
@@ -33,22 +37,40 @@ class FakeTokenizer:
 
 
 class FakeEngine:
+    serves_adapters = False
+
     def __init__(self, tokenizer=None, num_blocks: int = 64, max_model_len: int = 256):
         self.tokenizer = tokenizer or FakeTokenizer()
+        self.vocab_size = self.tokenizer.vocab_size
         self.num_blocks = num_blocks
         self.max_model_len = max_model_len
         self.fail_next_step = False
         self._live: dict[tuple[str, int], dict] = {}
+        self._ids = itertools.count()
 
-    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, adapter_id=None):
-        if len(prompt_token_ids) >= self.max_model_len:
-            raise InvalidRequestError("prompt too long", param="messages", code="context_length_exceeded")
-        for i in range(params.n):
-            self._live[(request_id, i)] = {"prompt": list(prompt_token_ids), "out": [], "params": params}
+    def new_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, adapter_id=None,
+                    *, param_names: Mapping[str, str] | None = None) -> list[Sequence]:
+        max_tokens = check_request(prompt_token_ids, params, vocab_size=self.vocab_size,
+                                   max_model_len=self.max_model_len, param_names=param_names)
+        return [Sequence(next(self._ids), request_id, i, prompt_token_ids, params, max_tokens, adapter_id)
+                for i in range(params.n)]
 
-    def abort_request(self, request_id: str) -> None:
+    def add(self, seqs: list[Sequence]) -> None:
+        if any(k[0] == seqs[0].request_id for k in self._live):
+            raise InvalidRequestError("duplicate request id", code="duplicate_id")
+        for seq in seqs:
+            self._live[(seq.request_id, seq.index)] = {"prompt": seq.token_ids, "out": [], "params": seq.params}
+
+    def abort_request(self, request_id: str) -> list[CompletionDelta]:
         for key in [k for k in self._live if k[0] == request_id]:
             del self._live[key]
+        return []
+
+    def resident_adapters(self) -> list[str]:
+        return []
+
+    def drop_adapter(self, uid: str) -> int:
+        return 0
 
     def has_unfinished_requests(self) -> bool:
         return bool(self._live)

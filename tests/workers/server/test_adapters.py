@@ -75,7 +75,7 @@ def test_adapter_fetched_on_first_use_reported_resident_and_unknown_ones_are_404
 
 
 def _blocks_under(engine: LLMEngine, uid: str) -> int:
-    return sum(b.adapter_id == uid for b in engine.block_manager.blocks)
+    return sum(b.adapter_id == uid for b in engine.scheduler.block_manager.blocks)
 
 
 def test_deletion_message_ends_live_requests_drops_weights_and_prefix_blocks(lora_worker) -> None:
