@@ -28,6 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "platform")]
 from devstack.services import EmbeddedPostgres, EmbeddedRedis, free_port, reset_dir  # noqa: E402
 
 from bench._results import write_section  # noqa: E402
+from contracts import WORKERS_SET, worker_key  # noqa: E402
 
 HOME = ROOT / ".hearth" / "bench-gateway"
 BODY = {"model": "stub-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}
@@ -186,8 +187,8 @@ def _register(redis_url: str, url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     beat = {"worker_id": "bench", "url": url, "base_model": "stub-model", "region": "local", "max_loras": 0,
             "resident_adapters": [], "num_running": 0, "num_waiting": 0, "num_free_blocks": 1, "updated_at": 0}
-    client.set("hearth:worker:bench", json.dumps(beat))  # no expiry: the stub doesn't heartbeat in the bench
-    client.sadd("hearth:workers", "bench")
+    client.set(worker_key("bench"), json.dumps(beat))  # no expiry: the stub doesn't heartbeat in the bench
+    client.sadd(WORKERS_SET, "bench")
     client.close()
 
 
@@ -195,8 +196,8 @@ def _unregister(redis_url: str) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    client.delete("hearth:worker:bench")
-    client.srem("hearth:workers", "bench")
+    client.delete(worker_key("bench"))
+    client.srem(WORKERS_SET, "bench")
     client.close()
 
 

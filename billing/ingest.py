@@ -1,4 +1,4 @@
-"""The usage stream consumer: `hearth:usage` -> ledger, exactly once.
+"""The usage stream consumer: contracts.USAGE_STREAM -> ledger, exactly once.
 
 Order per batch: read (first XAUTOCLAIM entries a dead consumer left pending, then XREADGROUP new ones) -> parse ->
 write_batch (one Postgres transaction) -> publish month totals to Redis -> dead-letter the malformed -> XACK + XDEL.
@@ -20,11 +20,10 @@ from prometheus_client import Counter
 from billing.events import MalformedEvent, ParsedEvent, parse_event
 from billing.ledger import write_batch
 from billing.spend import spend_publish
+from contracts import USAGE_DEAD_STREAM, USAGE_EVENT_FIELD, USAGE_STREAM
 
 log = logging.getLogger("hearth.billing.ingest")
 
-USAGE_STREAM = "hearth:usage"
-DEAD_STREAM = "hearth:usage:dead"
 GROUP = "billing"
 DEAD_MAXLEN = 100_000  # dead letters are for people to read; keep the newest, approximately
 
@@ -97,7 +96,7 @@ class UsageConsumer:
         dead: list[tuple[Entry, str]] = []
         for entry in entries:
             try:
-                parsed.append(parse_event(entry[1].get(b"event")))
+                parsed.append(parse_event(entry[1].get(USAGE_EVENT_FIELD.encode())))
                 parsed_ids.append(entry[0])
             except MalformedEvent as exc:
                 dead.append((entry, exc.reason))
@@ -119,8 +118,8 @@ class UsageConsumer:
         # that people read, and it keeps the ledger's order of operations simple.
         pipe = self.client.pipeline(transaction=False)
         for (entry_id, fields), reason in dead:
-            raw = fields.get(b"event", b"")
-            pipe.xadd(DEAD_STREAM, {"event": raw, "reason": reason, "source_id": entry_id},
+            raw = fields.get(USAGE_EVENT_FIELD.encode(), b"")
+            pipe.xadd(USAGE_DEAD_STREAM, {USAGE_EVENT_FIELD: raw, "reason": reason, "source_id": entry_id},
                       maxlen=DEAD_MAXLEN, approximate=True)
             log.warning("usage entry %s dead-lettered: %s", entry_id.decode(), reason)
         pipe.execute()

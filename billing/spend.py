@@ -1,9 +1,9 @@
 """What the gateway's billing guard reads, kept in Redis by the control plane (the guard never touches Postgres).
 
-  hearth:spend:{account_id}:{YYYYMM}   string, integer micro-dollars: the account's ledger cost in that UTC month,
+  spend_key(account_id, YYYYMM)         string, integer micro-dollars: the account's ledger cost in that UTC month,
                                         rounded up. Written only by the ingest path, with "set if greater" (a month's
                                         spend only grows), so two consumers racing can't move it backwards.
-  hearth:billing:{account_id}          hash {limit_micros, credit_micros, payment_status}: written whenever the
+  billing_state_key(account_id)        hash {limit_micros, credit_micros, payment_status}: written whenever the
                                         limit, the credits or the payment status change, and by the periodic sync.
 
 Both are rebuilt from Postgres by `spend_sync` (the ingest loop runs it at start and every 30 s), so a Redis that lost
@@ -22,9 +22,8 @@ from django.db import connection
 
 from billing.models import BillingProfile
 from billing.pricing import to_micros_ceil
+from contracts import billing_state_key, spend_key
 
-SPEND_KEY = "hearth:spend:{account_id}:{month}"
-STATE_KEY = "hearth:billing:{account_id}"
 SPEND_TTL_S = 40 * 24 * 3600  # a month key outlives its month by ~9 days, then Redis forgets it
 
 # KEYS[1] spend key; ARGV[1] micros, ARGV[2] ttl. Sets only if larger: a stale reader can't lower the total.
@@ -44,14 +43,6 @@ def month_of(moment: datetime) -> str:
 
 def month_start(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def spend_key(account_id: int, month: str) -> str:
-    return SPEND_KEY.format(account_id=account_id, month=month)
-
-
-def state_key(account_id: int) -> str:
-    return STATE_KEY.format(account_id=account_id)
 
 
 def month_totals(*, account_ids: Iterable[int] | None, since: datetime) -> dict[tuple[int, str], Decimal]:
@@ -82,7 +73,7 @@ def spend_publish(client: redis.Redis, totals: dict[tuple[int, str], Decimal]) -
 def state_publish(client: redis.Redis, profiles: Iterable[BillingProfile]) -> None:
     pipe = client.pipeline(transaction=False)
     for p in profiles:
-        pipe.hset(state_key(p.account_id), mapping={
+        pipe.hset(billing_state_key(p.account_id), mapping={
             "limit_micros": to_micros_ceil(p.monthly_spend_limit_usd),
             "credit_micros": to_micros_ceil(p.credit_balance_usd),
             "payment_status": p.payment_status,

@@ -1,16 +1,14 @@
 """API-key authentication: Bearer hk_… -> SHA-256 hex -> keys_apikey row, cached in-process.
 
 Positive results live `key_cache_ttl_s`, negative ones `key_negative_ttl_s`. Revocation does not wait for the TTL:
-the control plane publishes the revoked key's hash on `hearth:keys:revoked` and every gateway process drops it on
+the control plane publishes the revoked key's hash on KEYS_REVOKED_CHANNEL (contracts) and every gateway process drops it on
 receipt (a missed message while Redis was away clears the whole positive cache on resubscribe). Last use goes to the
-Redis hash `hearth:keys:last_used` (key id -> unix seconds), flushed once a second, for the control plane to write
+Redis hash KEYS_LAST_USED_HASH (key id -> unix seconds), flushed once a second, for the control plane to write
 into keys_apikey.last_used_at in batches.
 """
 
 import asyncio
-import hashlib
 import logging
-import re
 import time
 from datetime import UTC, datetime
 from typing import Annotated
@@ -18,21 +16,15 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
+from contracts import API_KEY_RE, KEYS_LAST_USED_HASH, KEYS_REVOKED_CHANNEL, api_key_hash
+from contracts.pubsub import listen_forever
 from gateway.db import Database, KeyRecord
 from gateway.errors import AccountSuspended, InvalidApiKey
-from gateway.pubsub import listen_forever
 
 log = logging.getLogger("hearth.gateway.auth")
 
-REVOKED_CHANNEL = "hearth:keys:revoked"
-LAST_USED_KEY = "hearth:keys:last_used"
-_KEY_RE = re.compile(r"hk_[0-9A-Za-z]{40}")
 # A hash revoked by message stays refused this long even if a read races the control plane's commit.
 _REVOKED_MEMORY_S = 300.0
-
-
-def hash_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _masked(secret: str) -> str:
@@ -60,9 +52,9 @@ class Authenticator:
                 "Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
             )
         incorrect = f"Incorrect API key provided: {_masked(secret)}."
-        if not _KEY_RE.fullmatch(secret):
+        if not API_KEY_RE.fullmatch(secret):
             raise InvalidApiKey(incorrect)
-        hashed = hash_key(secret)
+        hashed = api_key_hash(secret)
         now = time.monotonic()
         if self._revoked.get(hashed, 0.0) > now:
             raise InvalidApiKey(f"The API key {_masked(secret)} has been revoked.")
@@ -112,14 +104,14 @@ class Authenticator:
     async def listen_revocations(self, client: aioredis.Redis) -> None:
         """Runs for the life of the process; after an outage every cached positive result is dropped, since revocations
         published meanwhile were lost."""
-        await listen_forever(client, REVOKED_CHANNEL, self.revoke, self.forget_positive)
+        await listen_forever(client, KEYS_REVOKED_CHANNEL, self.revoke, self.forget_positive)
 
     async def flush_last_used(self, client: aioredis.Redis) -> None:
         if not self._last_used:
             return
         batch, self._last_used = self._last_used, {}
         try:
-            await client.hset(LAST_USED_KEY, mapping={str(k): v for k, v in batch.items()})
+            await client.hset(KEYS_LAST_USED_HASH, mapping={str(k): v for k, v in batch.items()})
         except (aioredis.RedisError, OSError):
             for key_id, ts in batch.items():  # keep for the next flush; newer touches win
                 self._last_used.setdefault(key_id, ts)

@@ -19,6 +19,7 @@ from decimal import Decimal
 import redis.asyncio as aioredis
 
 from billing.pricing import Prices, cost_usd, format_usd
+from contracts import billing_state_key, spend_key
 from gateway.errors import GatewayError
 
 log = logging.getLogger("hearth.gateway.billing")
@@ -84,8 +85,8 @@ class BillingGuard:
         month = datetime.now(UTC).strftime("%Y%m")
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.get(f"hearth:spend:{account_id}:{month}")
-                pipe.hgetall(f"hearth:billing:{account_id}")
+                pipe.get(spend_key(account_id, month))
+                pipe.hgetall(billing_state_key(account_id))
                 spent, fields = await pipe.execute()
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
             # Fail open: a Redis outage must not stop paid inference; usage is still metered (spooled) and billed.

@@ -3,7 +3,7 @@ refreshed every `catalog_ttl_s`) plus the account's own `ready` adapters (per ac
 
 A request for a base model never reads the account's adapters. A name in the caller's own namespace that the cached
 list lacks is looked up again (at most every `adapter_miss_refresh_s` per account), so an adapter is callable the moment validation
-marks it ready; a deleted adapter is dropped at once on the control plane's `hearth:adapters:deleted` message.
+marks it ready; a deleted adapter is dropped at once on the control plane's ADAPTERS_DELETED_CHANNEL message (contracts).
 """
 
 import asyncio
@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
+from contracts import ADAPTERS_DELETED_CHANNEL
+from contracts.pubsub import listen_forever
 from gateway.db import Database, KeyRecord, ModelEntry
 from gateway.errors import ModelNotFound
-from gateway.pubsub import listen_forever
 
 log = logging.getLogger("hearth.gateway.catalog")
 
-ADAPTER_DELETED_CHANNEL = "hearth:adapters:deleted"  # message: the deleted adapter's uid
 _MAX_ACCOUNTS = 10_000
 
 
@@ -97,4 +97,4 @@ class Catalog:
     async def listen_deletions(self, client: aioredis.Redis) -> None:
         """Runs for the life of the process; after a Redis outage every cached adapter list is dropped, since
         deletions published meanwhile were lost."""
-        await listen_forever(client, ADAPTER_DELETED_CHANNEL, self.forget_adapter, self._adapters.clear)
+        await listen_forever(client, ADAPTERS_DELETED_CHANNEL, self.forget_adapter, self._adapters.clear)

@@ -10,6 +10,8 @@ from datetime import datetime
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
+from contracts import worker_model_name
+
 KEY_SQL = """
 SELECT k.id, k.account_id, k.expires_at, k.revoked_at, a.slug, a.status, a.rpm_limit, a.tpm_limit
 FROM keys_apikey k JOIN accounts_account a ON a.id = k.account_id
@@ -62,7 +64,7 @@ class ModelEntry:
     @property
     def worker_model(self) -> str:
         # What the worker is asked for: the base slug, or base:adapter_uid (docs/contracts.md, worker HTTP).
-        return self.base_slug if self.adapter_uid is None else f"{self.base_slug}:{self.adapter_uid}"
+        return worker_model_name(self.base_slug, self.adapter_uid)
 
 
 class Database:

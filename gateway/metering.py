@@ -1,4 +1,4 @@
-"""Usage events to the Redis stream `hearth:usage` (field `event` = JSON, schema in DESIGN.md), never lost.
+"""Usage events to the Redis stream USAGE_STREAM (contracts; field USAGE_EVENT_FIELD = JSON, schema in DESIGN.md), never lost.
 
 Requests hand events to an in-process queue (no await on the hot path, and safe from a cancelled handler); one writer
 task XADDs them in pipelined batches. When Redis refuses, the batch is appended to this process's spool file
@@ -21,9 +21,10 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from contracts import USAGE_EVENT_FIELD, USAGE_STREAM
+
 log = logging.getLogger("hearth.gateway.metering")
 
-USAGE_STREAM = "hearth:usage"
 _BATCH = 500
 
 
@@ -90,7 +91,7 @@ class Metering:
     async def _xadd(self, lines: list[str]) -> None:
         async with self._client.pipeline(transaction=False) as pipe:
             for line in lines:
-                pipe.xadd(USAGE_STREAM, {"event": line})
+                pipe.xadd(USAGE_STREAM, {USAGE_EVENT_FIELD: line})
             await pipe.execute()
 
     def _append_spool(self, lines: list[str]) -> None:

@@ -16,13 +16,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from contracts import WORKER_SECRET_HEADER
 from gateway.errors import NoCapacity, UpstreamError, UpstreamFailed, error_body
 from gateway.registry import Registry, WorkerInfo
 from gateway.upstream_http import NotStarted, ResponseFailed, UpstreamClient, UpstreamHTTPError, UpstreamResponse
 
 log = logging.getLogger("hearth.gateway.proxy")
-
-WORKER_SECRET_HEADER = "x-hearth-worker-secret"
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from contracts import rate_limit_keys
 from gateway.db import KeyRecord
 from gateway.errors import RateLimited
 
@@ -85,8 +86,7 @@ class RateLimiter:
 
     @staticmethod
     def bucket_keys(key: KeyRecord) -> list[str]:
-        tag = f"hearth:rl:{{a{key.account_id}}}"
-        return [f"{tag}:k{key.key_id}:rpm", f"{tag}:k{key.key_id}:tpm", f"{tag}:rpm", f"{tag}:tpm"]
+        return rate_limit_keys(key.account_id, key.key_id)
 
     def _args(self, key: KeyRecord, force: bool, request_cost: int, token_cost: int) -> list[str | int]:
         lim = self.limits_for(key)

@@ -1,4 +1,4 @@
-"""The worker registry as this process sees it: a snapshot of `hearth:worker:{id}` heartbeats, refreshed from Redis
+"""The worker registry as this process sees it: a snapshot of the workers' heartbeats (contracts.worker_key), refreshed from Redis
 every `registry_refresh_s` by a background task (never per request), plus this process's own in-flight count per
 worker so load moves between heartbeats.
 
@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
-log = logging.getLogger("hearth.gateway.registry")
+from contracts import WORKERS_SET, worker_key
 
-WORKERS_SET = "hearth:workers"
-WORKER_KEY = "hearth:worker:{}"
+log = logging.getLogger("hearth.gateway.registry")
 
 
 @dataclass(slots=True)
@@ -81,7 +80,7 @@ class Registry:
 
     async def refresh(self) -> None:
         ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in await self._client.smembers(WORKERS_SET))
-        raws = await self._client.mget([WORKER_KEY.format(i) for i in ids]) if ids else []
+        raws = await self._client.mget([worker_key(i) for i in ids]) if ids else []
         workers: dict[str, WorkerInfo] = {}
         for worker_id, raw in zip(ids, raws, strict=True):
             if raw is None:

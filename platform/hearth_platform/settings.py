@@ -135,7 +135,7 @@ CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "0") == "1"
 CELERY_BEAT_SCHEDULE = {
-    # The gateways' key touches (Redis hash hearth:keys:last_used) into keys_apikey.last_used_at. `expires`: a run
+    # The gateways' key touches (Redis hash contracts.KEYS_LAST_USED_HASH) into keys_apikey.last_used_at. `expires`: a run
     # that waited longer than one period is dropped, the next one carries the same data.
     "keys-flush-last-used": {"task": "keys.tasks.flush_key_last_used", "schedule": 10.0, "options": {"expires": 10}},
     # Uploads whose validation task never reached the broker stay `pending`; sweep them back into the queue.

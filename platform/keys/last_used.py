@@ -1,4 +1,4 @@
-"""keys_apikey.last_used_at from the gateway's Redis hash `hearth:keys:last_used` (key id -> unix seconds, HSET
+"""keys_apikey.last_used_at from the gateway's Redis hash KEYS_LAST_USED_HASH (contracts; key id -> unix seconds, HSET
 once a second by every gateway process; gateway/auth.py).
 
 The flush reads the hash, moves last_used_at forward in one UPDATE, and only after the commit deletes the fields
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import redis
 from django.db import connection, transaction
 
+from contracts import KEYS_LAST_USED_HASH
 from keys.models import ApiKey
 
 log = logging.getLogger("hearth.keys")
 
-LAST_USED_KEY = "hearth:keys:last_used"
 MAX_KEY_ID = 2**63 - 1
 FUTURE_SLACK_S = 24 * 3600  # a gateway clock this far ahead is wrong; don't pin a key's last use in the future
 
@@ -76,7 +76,7 @@ def api_key_last_used_update(*, used: dict[int, int]) -> int:
         return cur.rowcount
 
 
-def api_key_last_used_flush(*, client: redis.Redis, key: str = LAST_USED_KEY) -> FlushResult:
+def api_key_last_used_flush(*, client: redis.Redis, key: str = KEYS_LAST_USED_HASH) -> FlushResult:
     raw: dict[bytes, bytes] = client.hgetall(key)
     if not raw:
         return FlushResult(0, 0, 0)

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from contracts import API_KEY_PREFIX as SECRET_PREFIX
 from tenancy.models import TenantOwnedModel
-
-SECRET_PREFIX = "hk_"
 
 
 class ApiKey(TenantOwnedModel):

@@ -1,20 +1,11 @@
 from __future__ import annotations
 
-import hashlib
-import re
-
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import Account
-from keys.models import SECRET_PREFIX, ApiKey
-
-SECRET_BODY_LENGTH = 40
-_SECRET_RE = re.compile(rf"^{SECRET_PREFIX}[0-9A-Za-z]{{{SECRET_BODY_LENGTH}}}$")
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+from contracts import API_KEY_RE, api_key_hash
+from keys.models import ApiKey
 
 
 def api_key_list(*, account: Account) -> QuerySet[ApiKey]:
@@ -27,10 +18,10 @@ def api_key_get(*, account: Account, key_id: int) -> ApiKey | None:
 
 def api_key_verify(secret: str) -> tuple[ApiKey, Account] | None:
     """The key and its account for a usable secret; None for malformed, unknown, revoked or expired keys."""
-    if not isinstance(secret, str) or not _SECRET_RE.match(secret):
+    if not isinstance(secret, str) or not API_KEY_RE.fullmatch(secret):
         return None
     # The secret itself names the tenant, so this lookup is cross-account by nature.
-    key = ApiKey.dangerously_unscoped.select_related("account").filter(hashed_key=hash_secret(secret)).first()
+    key = ApiKey.dangerously_unscoped.select_related("account").filter(hashed_key=api_key_hash(secret)).first()
     if key is None or key.revoked_at is not None:
         return None
     if key.expires_at is not None and key.expires_at <= timezone.now():

@@ -10,21 +10,20 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account
+from contracts import API_KEY_BODY_LENGTH, KEYS_REVOKED_CHANNEL, api_key_hash
 from hearth_platform.errors import ApplicationError
 from hearth_platform.redis_client import get_redis
 from keys.models import SECRET_PREFIX, ApiKey
-from keys.selectors import SECRET_BODY_LENGTH, hash_secret
 
 log = logging.getLogger("hearth.keys")
 
-REVOKED_CHANNEL = "hearth:keys:revoked"
 NAME_MAX_LENGTH = ApiKey._meta.get_field("name").max_length
 _BASE62 = string.digits + string.ascii_letters
 
 
 def _new_secret() -> str:
     # 40 base62 chars from the OS CSPRNG: ~238 bits.
-    return SECRET_PREFIX + "".join(secrets.choice(_BASE62) for _ in range(SECRET_BODY_LENGTH))
+    return SECRET_PREFIX + "".join(secrets.choice(_BASE62) for _ in range(API_KEY_BODY_LENGTH))
 
 
 @transaction.atomic
@@ -40,7 +39,7 @@ def api_key_create(*, account: Account, name: str, expires_at: datetime | None =
     secret = _new_secret()
     body = secret[len(SECRET_PREFIX):]
     key = ApiKey(
-        account=account, name=name, hashed_key=hash_secret(secret), prefix=body[:8], last4=body[-4:],
+        account=account, name=name, hashed_key=api_key_hash(secret), prefix=body[:8], last4=body[-4:],
         expires_at=expires_at,
     )
     key.save(force_insert=True)
@@ -50,7 +49,7 @@ def api_key_create(*, account: Account, name: str, expires_at: datetime | None =
 
 def _publish_revoked(hashed_key: str) -> None:
     try:
-        get_redis().publish(REVOKED_CHANNEL, hashed_key)
+        get_redis().publish(KEYS_REVOKED_CHANNEL, hashed_key)
     except redis.RedisError as exc:
         # The revocation stands in Postgres; gateways re-read keys when their cache entry expires.
         log.warning("could not publish key revocation to Redis: %s", exc)

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
-from gateway.metering import USAGE_STREAM, UsageEvent
+from contracts import USAGE_STREAM
+from gateway.metering import UsageEvent
 
 
 def usage_event(account_id: int, api_key_id: int, model_id: int | str, *, prompt: int = 100, cached: int = 0,

@@ -16,15 +16,17 @@ import pytest
 import redis
 from billing_testlib import WEBHOOK_SECRET
 
+from contracts import USAGE_DEAD_STREAM, USAGE_STREAM, billing_state_key, spend_key
+
 PASSWORD = "amber-kettle-orbit-42"
 
 
 @pytest.fixture
 def rclient() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    keys = ["hearth:usage", "hearth:usage:dead"]
+    keys = [USAGE_STREAM, USAGE_DEAD_STREAM]
     client.delete(*keys)
-    for pattern in ("hearth:spend:*", "hearth:billing:*"):
+    for pattern in (spend_key("*", "*"), billing_state_key("*")):
         for key in client.scan_iter(pattern):
             client.delete(key)
     try:

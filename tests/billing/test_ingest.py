@@ -12,9 +12,10 @@ import pytest
 import redis
 from billing_testlib import usage_event, xadd_events
 
-from billing.ingest import DEAD_STREAM, GROUP, USAGE_STREAM, UsageConsumer
+from billing.ingest import GROUP, UsageConsumer
 from billing.models import UsageRecord, UsageRollup
-from billing.spend import month_of, spend_key
+from billing.spend import month_of
+from contracts import USAGE_DEAD_STREAM, USAGE_STREAM, spend_key
 
 # The crash test commits for real (transactional DB); the rest run inside the test's transaction, which the
 # ingest's own transaction.atomic nests into as a savepoint.
@@ -109,7 +110,7 @@ def test_malformed_events_are_dead_lettered_without_blocking(rclient: redis.Redi
     assert (result.num_read, result.num_inserted, result.num_dead) == (3, 2, 1)
     ids = set(UsageRecord.objects.for_account(account).values_list("request_id", flat=True))
     assert ids == {good_before.request_id, good_after.request_id}
-    [(_, fields)] = rclient.xrange(DEAD_STREAM)
+    [(_, fields)] = rclient.xrange(USAGE_DEAD_STREAM)
     assert fields[b"reason"].decode() == reason
     assert json.loads(fields[b"event"]) == bad_body
     assert rclient.xpending(USAGE_STREAM, GROUP)["pending"] == 0
@@ -120,7 +121,7 @@ def test_unparseable_entries_are_dead_lettered(rclient: redis.Redis, db):
     rclient.xadd(USAGE_STREAM, {"other": "x"})
     result = UsageConsumer(rclient, consumer="c1", block_ms=10).step()
     assert result.num_dead == 2
-    reasons = [fields[b"reason"].decode() for _, fields in rclient.xrange(DEAD_STREAM)]
+    reasons = [fields[b"reason"].decode() for _, fields in rclient.xrange(USAGE_DEAD_STREAM)]
     assert reasons == ["event is not JSON", "entry has no `event` field"]
 
 

@@ -14,6 +14,7 @@ import pytest
 from billing_testlib import usage_event, xadd_events
 
 from billing.models import UsageRecord
+from contracts import USAGE_STREAM
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,7 +64,7 @@ def test_killed_consumer_restarts_without_loss_or_duplicates(rclient, tenant, sm
     xadd_events(rclient, events[:200])  # and a replay of the first events (the gateway's spool after a crash)
     second = start_ingest("second")
     try:
-        wait_for(lambda: rclient.xlen("hearth:usage") == 0 and not rclient.xpending("hearth:usage", "billing")[
+        wait_for(lambda: rclient.xlen(USAGE_STREAM) == 0 and not rclient.xpending(USAGE_STREAM, "billing")[
             "pending"])
         second.send_signal(signal.SIGTERM)
         assert second.wait(15) == 0, second.stderr.read().decode()[-2000:] if second.stderr else ""

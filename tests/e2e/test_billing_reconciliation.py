@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from billing.pricing import Prices, cost_usd, format_usd
+from contracts import USAGE_DEAD_STREAM, USAGE_STREAM
 from tests.e2e.conftest import database_url
 from tests.gateway.conftest import REPO_ROOT
 from tests.gateway.gateway_testlib import sdk, wait_for_workers
@@ -40,11 +41,11 @@ def gateway(in_process_gateway, smollm2_worker):
 def usage_stream():
     """The usage stream and its consumer group, empty: this run's Redis is private to it (devstack's plugin)."""
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.delete("hearth:usage", "hearth:usage:dead")
+    client.delete(USAGE_STREAM, USAGE_DEAD_STREAM)
     try:
         yield client
     finally:
-        client.delete("hearth:usage", "hearth:usage:dead")
+        client.delete(USAGE_STREAM, USAGE_DEAD_STREAM)
         client.close()
 
 
@@ -163,7 +164,7 @@ def test_ledger_reconciles_with_clients_across_a_killed_consumer(gateway, usage_
         assert len(set(ids)) == len(ids), ids
         # Cancelled streams are metered when the gateway notices the hang-up: wait for every event, then the ledger.
         _wait(lambda: set(emitted) >= set(ids), "a usage event for every request", timeout=30)
-        _wait(lambda: ours.count() >= len(ids) and not usage_stream.xpending("hearth:usage", "billing")["pending"],
+        _wait(lambda: ours.count() >= len(ids) and not usage_stream.xpending(USAGE_STREAM, "billing")["pending"],
               "every event in the ledger and acknowledged", timeout=60)
         second.send_signal(signal.SIGTERM)
         assert second.wait(15) == 0, second.stderr.read().decode()[-2000:]
@@ -175,7 +176,7 @@ def test_ledger_reconciles_with_clients_across_a_killed_consumer(gateway, usage_
     assert set(emitted) == set(ids) and all(len(events) == 1 for events in emitted.values()), emitted
     rows = {r.request_id: r for r in ours}
     assert sorted(rows) == sorted(ids)  # no request_id twice, none missing, nothing else billed to these accounts
-    assert not usage_stream.xlen("hearth:usage:dead")
+    assert not usage_stream.xlen(USAGE_DEAD_STREAM)
 
     prompt_tokens = {s.seen[0] for s in plan if s.seen is not None}  # every request sends the same MESSAGES
     assert len(prompt_tokens) == 1, prompt_tokens

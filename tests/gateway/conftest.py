@@ -19,6 +19,7 @@ import pytest
 import redis
 import uvicorn
 
+from contracts import USAGE_EVENT_FIELD, USAGE_STREAM, WORKERS_SET, worker_key
 from gateway.app import create_app
 from gateway.settings import Settings
 
@@ -61,8 +62,8 @@ def unregister(redis_url: str, *worker_ids: str) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
         for worker_id in worker_ids:
-            client.srem("hearth:workers", worker_id)
-            client.delete(f"hearth:worker:{worker_id}")
+            client.srem(WORKERS_SET, worker_id)
+            client.delete(worker_key(worker_id))
     finally:
         client.close()
 
@@ -175,10 +176,10 @@ def make_key(transactional_db, catalog) -> Callable[..., tuple[object, str]]:
 def usage_events(redis_url: str, request_id: str) -> list[dict]:
     client = redis.Redis.from_url(redis_url)
     try:
-        entries = client.xrange("hearth:usage")
+        entries = client.xrange(USAGE_STREAM)
     finally:
         client.close()
-    events = [json.loads(fields[b"event"]) for _, fields in entries]
+    events = [json.loads(fields[USAGE_EVENT_FIELD.encode()]) for _, fields in entries]
     return [e for e in events if e["request_id"] == request_id]
 
 

@@ -104,14 +104,16 @@ class StubWorker:
 def _heartbeat(stub: StubWorker, args: argparse.Namespace) -> None:
     import redis
 
+    from contracts import WORKERS_SET, worker_key
+
     client = redis.Redis.from_url(args.redis_url, socket_timeout=1, socket_connect_timeout=1)
     while True:
         beat = {"worker_id": args.worker_id, "url": f"http://127.0.0.1:{args.port}", "base_model": args.base_model,
                 "region": args.region, "max_loras": 4, "resident_adapters": [a for a in args.adapters.split(",") if a],
                 "num_running": stub.inflight, "num_waiting": 0, "num_free_blocks": 100, "updated_at": time.time()}
         try:
-            client.set(f"hearth:worker:{args.worker_id}", json.dumps(beat), ex=3)
-            client.sadd("hearth:workers", args.worker_id)
+            client.set(worker_key(args.worker_id), json.dumps(beat), ex=3)
+            client.sadd(WORKERS_SET, args.worker_id)
         except redis.RedisError:
             pass
         time.sleep(0.5)

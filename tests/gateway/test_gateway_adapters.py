@@ -121,7 +121,7 @@ def test_deleted_adapter_is_404_at_once_not_after_the_cache_ttl(gateway_factory,
     client = sdk(gateway.url, secret)
     assert client.models.retrieve(public).id == public  # now cached for 600 s
     with django_capture_on_commit_callbacks(execute=True):
-        adapter_delete(adapter=adapter)  # publishes the uid on hearth:adapters:deleted after commit
+        adapter_delete(adapter=adapter)  # publishes the uid on ADAPTERS_DELETED_CHANNEL after commit
     deadline = time.monotonic() + 30
     while True:  # the message arrives asynchronously; without it the cached entry would live 600 s
         try:

@@ -3,7 +3,7 @@ the gateway reads fails here."""
 
 import pytest
 
-from gateway.auth import hash_key
+from contracts import api_key_hash as hash_key
 from gateway.db import Database
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,7 +12,7 @@ import redis
 from conftest import STUB_MODEL
 from gateway_testlib import sdk, wait_for_workers
 
-from gateway.auth import hash_key
+from contracts import api_key_hash as hash_key
 from gateway.ratelimit import _SCRIPT, RateLimiter, format_reset
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,6 +11,8 @@ from conftest import STUB_MODEL
 from devstack.services import EmbeddedRedis
 from gateway_testlib import sdk, wait_for_workers
 
+from contracts import USAGE_STREAM
+
 pytestmark = pytest.mark.django_db(transaction=True)
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -28,7 +30,7 @@ def own_redis(tmp_path):
 def _stream_events(url: str) -> dict[str, dict]:
     client = redis.Redis.from_url(url)
     try:
-        return {e["request_id"]: e for e in (json.loads(f[b"event"]) for _, f in client.xrange("hearth:usage"))}
+        return {e["request_id"]: e for e in (json.loads(f[b"event"]) for _, f in client.xrange(USAGE_STREAM))}
     finally:
         client.close()
 

@@ -14,6 +14,7 @@ import redis
 from conftest import STUB_MODEL, free_port, wait_usage
 from gateway_testlib import sdk, wait_for_workers
 
+from contracts import WORKERS_SET, worker_key
 from gateway.registry import WorkerInfo
 from gateway.routing import candidates
 
@@ -51,8 +52,8 @@ def test_same_region_preferred_then_fall_through_on_connect_failure(gateway, stu
     dead = {"worker_id": "stub-1", "url": f"http://127.0.0.1:{free_port()}", "base_model": STUB_MODEL,
             "region": "local", "max_loras": 4, "resident_adapters": [], "num_running": 0, "num_waiting": 0,
             "num_free_blocks": 10, "updated_at": 0}
-    client.set("hearth:worker:stub-1", json.dumps(dead), ex=60)  # a local worker that no longer listens
-    client.sadd("hearth:workers", "stub-1")
+    client.set(worker_key("stub-1"), json.dumps(dead), ex=60)  # a local worker that no longer listens
+    client.sadd(WORKERS_SET, "stub-1")
     client.close()
     wait_for_workers(gateway, STUB_MODEL, count=2)
     _key, secret = make_key()

@@ -13,7 +13,7 @@ yaml = pytest.importorskip("yaml")
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 CHART = INFRA / "helm" / "hearth"
-CODE_DIRS = ("platform", "billing", "gateway", "workers", "kernels", "hearth_cli")
+CODE_DIRS = ("platform", "billing", "gateway", "workers", "kernels", "hearth_cli", "contracts")
 # Read by compose.yaml itself (interpolation), not by Hearth's code.
 COMPOSE_ONLY = {"POSTGRES_PASSWORD", "HEARTH_MODEL_DIR", "HEARTH_MODEL_FILE"}
 
@@ -105,3 +105,22 @@ def test_metric_names_exist_in_worker_metrics():
     dashboard = (INFRA / "grafana" / "hearth.json").read_text()
     used = {re.sub(r"_(bucket|total)$", "", m) for m in re.findall(r"hearth_worker_\w+", dashboard)}
     assert used and used <= defined, used - defined
+
+
+def test_every_image_copies_the_setuptools_packages_before_installing():
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert "contracts" in packages  # every process imports it
+    for path in (INFRA / "docker").glob("Dockerfile.*"):
+        if path.suffix == ".dockerignore":
+            continue
+        text = path.read_text()
+        install = re.search(r"^RUN .*pip install (\"?\.|\.\[)", text, re.M)
+        assert install, path.name
+        for package in packages:
+            copy = re.search(rf"^COPY {package}/ {package}/$", text, re.M)
+            assert copy and copy.start() < install.start(), (path.name, package)
+        ignore = path.with_name(path.name + ".dockerignore")
+        if ignore.exists():
+            assert not set(packages) & set(ignore.read_text().split()), ignore.name

@@ -10,9 +10,10 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from contracts import KEYS_REVOKED_CHANNEL
 from keys.models import ApiKey
 from keys.selectors import api_key_verify
-from keys.services import REVOKED_CHANNEL, api_key_create, api_key_revoke
+from keys.services import api_key_create, api_key_revoke
 from tenancy.models import UnscopedQueryError
 
 SECRET_RE = re.compile(r"^hk_[0-9A-Za-z]{40}$")
@@ -92,7 +93,7 @@ def test_revoke_publishes_hashed_key_on_redis(signup, django_capture_on_commit_c
     key, secret = api_key_create(account=account, name="watched")
     client = redis.Redis.from_url(settings.REDIS_URL)
     pubsub = client.pubsub()
-    pubsub.subscribe(REVOKED_CHANNEL)
+    pubsub.subscribe(KEYS_REVOKED_CHANNEL)
     try:
         assert pubsub.get_message(timeout=5)["type"] == "subscribe"
         with django_capture_on_commit_callbacks(execute=True):

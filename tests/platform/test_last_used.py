@@ -15,8 +15,9 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from contracts import KEYS_LAST_USED_HASH
 from keys import last_used
-from keys.last_used import LAST_USED_KEY, api_key_last_used_flush
+from keys.last_used import api_key_last_used_flush
 from keys.services import api_key_create
 
 pytestmark = pytest.mark.django_db
@@ -145,7 +146,7 @@ def test_the_beat_task_flushes_the_gateway_hash(rclient, two_keys):
 
     first, _ = two_keys
     now = int(time.time())
-    rclient.hset(LAST_USED_KEY, first.id, now)
+    rclient.hset(KEYS_LAST_USED_HASH, first.id, now)
     # Another test run's gateway may write its own ids to the shared hash meanwhile: unknown here, so skipped.
     assert flush_key_last_used()["updated"] >= 1
     first.refresh_from_db()

@@ -1,9 +1,10 @@
-"""Adapter deletions from the control plane: `hearth:adapters:deleted` (pub/sub) carries the deleted adapter's uid.
+"""Adapter deletions from the control plane: ADAPTERS_DELETED_CHANNEL (contracts; pub/sub) carries the deleted
+adapter's uid.
 
 The worker drops the uid from its caches and unpublishes its prefix-cache blocks. Redis being down never stops the
-worker serving; the subscription is retried. A message missed while disconnected costs only cold cache entries:
-uids are never reused, the store's files are deleted before the message is sent, and the gateway stops routing the
-adapter, so nothing can reach them again.
+worker serving; the subscription is retried (contracts.pubsub). A message missed while disconnected costs only cold
+cache entries: uids are never reused, the store's files are deleted before the message is sent, and the gateway stops
+routing the adapter, so nothing can reach them again.
 """
 
 import asyncio
@@ -11,11 +12,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+
+from contracts import ADAPTERS_DELETED_CHANNEL
+from contracts.pubsub import listen_forever
 
 log = logging.getLogger("hearth.worker.adapters")
-
-DELETED_CHANNEL = "hearth:adapters:deleted"  # published by platform/adapters/services.py after the delete commits
 
 
 class AdapterDeletions:
@@ -28,7 +29,10 @@ class AdapterDeletions:
         self.num_dropped = 0
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="adapter-deletions")
+        self._task = asyncio.create_task(
+            listen_forever(self._redis, ADAPTERS_DELETED_CHANNEL, self._handle, retry_s=self._retry_s),
+            name="adapter-deletions",
+        )
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -40,29 +44,7 @@ class AdapterDeletions:
             self._task = None
         await self._redis.aclose()
 
-    async def _run(self) -> None:
-        healthy = True
-        while True:
-            try:
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(DELETED_CHANNEL)
-                    if not healthy:
-                        log.info("adapter deletion subscription recovered")
-                    healthy = True
-                    while True:
-                        message = await pubsub.get_message(timeout=1.0)
-                        if message is not None and message["type"] == "message":
-                            await self._handle(message["data"])
-            except (RedisError, OSError) as exc:
-                if healthy:
-                    log.warning("adapter deletion subscription failed, retrying every %.1f s: %s", self._retry_s, exc)
-                healthy = False
-                await asyncio.sleep(self._retry_s)
-
-    async def _handle(self, data: bytes) -> None:
-        uid = data.decode(errors="replace").strip()
-        if not uid:
-            return
+    async def _handle(self, uid: str) -> None:
         try:
             blocks = await self._on_deleted(uid)
         except Exception:  # one bad message must not end the subscription

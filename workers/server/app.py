@@ -17,6 +17,7 @@ import jinja2
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from contracts import WORKER_SECRET_HEADER, parse_worker_model_name, worker_model_name
 from workers.server import params as P
 from workers.server import serving
 from workers.server.adapter_events import AdapterDeletions
@@ -61,8 +62,11 @@ class Worker:
         name = self.settings.served_model_name
         if model == name:
             return None
-        base, sep, adapter_uid = model.partition(":")
-        if not sep or base != name or not self.serves_adapters:
+        try:
+            base, adapter_uid = parse_worker_model_name(model)
+        except ValueError:
+            raise ModelNotFoundError(model) from None
+        if adapter_uid is None or base != name or not self.serves_adapters:
             raise ModelNotFoundError(model)
         return adapter_uid
 
@@ -79,10 +83,10 @@ def _worker(request: Request) -> Worker:
 
 
 def _check_secret(
-    request: Request, x_hearth_worker_secret: Annotated[str | None, Header()] = None
+    request: Request, worker_secret: Annotated[str | None, Header(alias=WORKER_SECRET_HEADER)] = None
 ) -> None:
     secret = _worker(request).settings.worker_secret
-    if secret and not hmac.compare_digest((x_hearth_worker_secret or "").encode(), secret.encode()):
+    if secret and not hmac.compare_digest((worker_secret or "").encode(), secret.encode()):
         raise WorkerAuthError()
 
 
@@ -134,7 +138,7 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
     async def models(w: CurrentWorker) -> ModelList:
         base = w.settings.served_model_name
         cards = [ModelCard(id=base, root=base, max_model_len=w.max_model_len)]
-        cards += [ModelCard(id=f"{base}:{uid}", root=uid, parent=base) for uid in w.resident_adapters()]
+        cards += [ModelCard(id=worker_model_name(base, uid), root=uid, parent=base) for uid in w.resident_adapters()]
         return ModelList(data=cards)
 
     @app.post("/v1/chat/completions", dependencies=[Authorized])

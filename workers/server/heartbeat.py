@@ -1,8 +1,9 @@
-"""The worker's entry in the Redis registry (docs/contracts.md, "Redis keys"), rewritten every second.
+"""The worker's entry in the Redis registry (docs/contracts.md, "Redis keys"; names from contracts), rewritten every
+second.
 
-    SET  hearth:worker:{worker_id} <JSON entry> EX 3     # gone 3 s after the last beat: a dead worker drops out
-    SADD hearth:workers {worker_id}
-    on clean shutdown: SREM hearth:workers {worker_id}; DEL hearth:worker:{worker_id}
+    SET  worker_key(worker_id) <JSON entry> EX 3     # gone 3 s after the last beat: a dead worker drops out
+    SADD WORKERS_SET {worker_id}
+    on clean shutdown: SREM WORKERS_SET {worker_id}; DEL worker_key(worker_id)
 
 Redis being down never stops the worker serving: a failed beat is logged once (and once more when it recovers)
 and retried on the next tick.
@@ -17,14 +18,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from contracts import WORKERS_SET, worker_key
+
 log = logging.getLogger("hearth.worker.heartbeat")
 
-WORKERS_SET = "hearth:workers"
 ENTRY_TTL_S = 3
-
-
-def worker_key(worker_id: str) -> str:
-    return f"hearth:worker:{worker_id}"
 
 
 class Heartbeat:

@@ -1,6 +1,6 @@
 """Adapters on a real worker app (real engine on SmolLM2, real embedded Redis): `<base>:<uid>` is fetched from the
 adapter store on first use and then reported resident (models list, heartbeat), unknown adapters are 404, and a
-deletion message on `hearth:adapters:deleted` ends the adapter's live requests, drops its weights and unpublishes its
+deletion message on ADAPTERS_DELETED_CHANNEL ends the adapter's live requests, drops its weights and unpublishes its
 prefix-cache blocks without disturbing the worker. The CLI's adapter flags reach EngineConfig."""
 
 import json
@@ -13,14 +13,13 @@ import openai
 import pytest
 import redis
 
+from contracts import ADAPTERS_DELETED_CHANNEL, worker_key
 from tests.workers.server._serve import MODEL, serve_in_thread, wait_until
 from workers.engine.config import EngineConfig
 from workers.engine.llm_engine import LLMEngine
 from workers.lora.synthetic import write_random_adapter
 from workers.server.__main__ import engine_config, parse_args
-from workers.server.adapter_events import DELETED_CHANNEL
 from workers.server.app import ServerSettings, create_app
-from workers.server.heartbeat import worker_key
 
 pytestmark = pytest.mark.slow
 UID = "5eed" * 8
@@ -92,7 +91,7 @@ def test_deletion_message_ends_live_requests_drops_weights_and_prefix_blocks(lor
     shutil.rmtree(store / UID)  # the control plane deletes the files, then publishes (services.adapter_delete)
     r = redis.Redis.from_url(os.environ["REDIS_URL"])
     try:
-        assert wait_until(lambda: r.publish(DELETED_CHANNEL, UID) >= 1), "the worker never subscribed"
+        assert wait_until(lambda: r.publish(ADAPTERS_DELETED_CHANNEL, UID) >= 1), "the worker never subscribed"
     finally:
         r.close()
     with pytest.raises(openai.APIError, match="was deleted"):

@@ -8,8 +8,9 @@ import time
 import redis
 from devstack.services import EmbeddedRedis
 
+from contracts import WORKERS_SET, worker_key
 from tests.workers.server._serve import MODEL, wait_until
-from workers.server.heartbeat import Heartbeat, worker_key
+from workers.server.heartbeat import Heartbeat
 
 CONTRACT_FIELDS = {
     "worker_id", "url", "base_model", "region", "max_loras", "resident_adapters", "num_running", "num_waiting",
@@ -31,7 +32,7 @@ def test_running_worker_registers_with_contract_fields_and_ttl(worker):
         assert entry["base_model"] == MODEL and entry["region"] == "test" and entry["max_loras"] == 4
         assert entry["resident_adapters"] == [] and entry["num_free_blocks"] > 0
         assert 0 < r.ttl(worker_key(worker.worker_id)) <= 3
-        assert r.sismember("hearth:workers", worker.worker_id)
+        assert r.sismember(WORKERS_SET, worker.worker_id)
         # Rewritten every second.
         assert wait_until(lambda: (_entry(r, worker.worker_id) or {}).get("updated_at", 0) > entry["updated_at"], 5)
     finally:
@@ -49,7 +50,7 @@ def test_heartbeat_survives_redis_going_away_and_recovers(tmp_path):
                          interval_s=0.1)
         await beat.start()
         try:
-            assert await _until(lambda: r.sismember("hearth:workers", "hb-test"))
+            assert await _until(lambda: r.sismember(WORKERS_SET, "hb-test"))
             server.stop()
             failed_at = beat.num_beats
             await asyncio.sleep(1.0)  # beats fail here; the task must keep going
@@ -60,7 +61,7 @@ def test_heartbeat_survives_redis_going_away_and_recovers(tmp_path):
             assert await _until(lambda: _entry(r, "hb-test") == {"worker_id": "hb-test"})
         finally:
             await beat.stop()
-        assert not r.sismember("hearth:workers", "hb-test") and _entry(r, "hb-test") is None
+        assert not r.sismember(WORKERS_SET, "hb-test") and _entry(r, "hb-test") is None
 
     try:
         asyncio.run(scenario())

@@ -4,17 +4,17 @@ import os
 
 import redis
 
+from contracts import WORKERS_SET, worker_key
 from tests.workers.server._serve import wait_until
-from workers.server.heartbeat import worker_key
 
 
 def test_sigterm_exits_cleanly_and_deregisters(worker_holder):
     worker = worker_holder.take()  # this test stops it; later tests get a fresh one
     r = redis.Redis.from_url(os.environ["REDIS_URL"])
     try:
-        assert wait_until(lambda: r.sismember("hearth:workers", worker.worker_id))
+        assert wait_until(lambda: r.sismember(WORKERS_SET, worker.worker_id))
         assert worker.stop() == 0
-        assert not r.sismember("hearth:workers", worker.worker_id)
+        assert not r.sismember(WORKERS_SET, worker.worker_id)
         assert r.get(worker_key(worker.worker_id)) is None
         assert "Traceback" not in worker.log_path.read_text()
     finally:
