@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from accounts import selectors, serializers, services
 from accounts.models import Membership
+from hearth_platform.throttling import LoginThrottle, SignupThrottle
 from tenancy.api import AccountScopedViewSet, request_membership
 
 
@@ -44,6 +45,7 @@ class CsrfView(APIView):
 
 class SignupView(APIView):
     permission_classes = [CsrfEnforced]
+    throttle_classes = [SignupThrottle]
 
     @extend_schema(request=serializers.SignupSerializer, responses={201: serializers.SignupResultSerializer})
     def post(self, request: Request) -> Response:
@@ -56,6 +58,7 @@ class SignupView(APIView):
 
 class LoginView(APIView):
     permission_classes = [CsrfEnforced]
+    throttle_classes = [LoginThrottle]
 
     @extend_schema(request=serializers.LoginSerializer, responses=serializers.LoginResultSerializer)
     def post(self, request: Request) -> Response:

@@ -122,6 +122,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "tenancy.api.exception_handler",
+    # Client IP for throttling: REMOTE_ADDR unless this many trusted proxies append to X-Forwarded-For (a client could
+    # otherwise pick its own address).
+    "NUM_PROXIES": int(os.environ.get("HEARTH_NUM_PROXIES", "0")),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Hearth control plane API",

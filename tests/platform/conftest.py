@@ -1,11 +1,26 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 from rest_framework.test import APIClient
 
 PASSWORD = "amber-kettle-orbit-42"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles() -> Iterator[None]:
+    """Log-in and sign-up are throttled per IP in Redis, and every test client is 127.0.0.1: each test starts with
+    fresh counts (the session's Redis is private to this run)."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        for key in client.scan_iter("hearth:throttle:*"):
+            client.delete(key)
+        yield
+    finally:
+        client.close()
 
 
 @pytest.fixture(autouse=True)
