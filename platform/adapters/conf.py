@@ -7,7 +7,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-ALLOWED_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Every projection name of the families the engine runs; a base model accepts those of its own family
+ALLOWED_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "qkv_proj", "o_proj", "gate_proj", "up_proj", "gate_up_proj",
+                          "down_proj")
 
 
 def _int(name: str, default: int) -> int:

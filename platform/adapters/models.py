@@ -27,13 +27,14 @@ class BaseModelShape(models.Model):
         db_table = "adapters_basemodelshape"
 
     def module_dims(self) -> dict[str, tuple[int, int]]:
-        """HF projection name -> (in_features, out_features)."""
-        h, i = self.hidden_size, self.intermediate_size
-        q, kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        return {
-            "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
-        }  # fmt: skip
+        """HF projection name -> (in_features, out_features), named as peft names them for the architecture (Phi's
+        fused qkv_proj / gate_up_proj); the engine's own table (workers.model_config), so both sides agree."""
+        from workers.model_config import adapter_projections  # torch-free
+
+        return adapter_projections(
+            self.base_model.architecture, hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
+            num_heads=self.num_heads, num_kv_heads=self.num_kv_heads, head_dim=self.head_dim,
+        )
 
 
 class Adapter(TenantOwnedModel):

@@ -18,13 +18,13 @@ from safetensors.torch import load as load_safetensors
 from adapters.archive import CONFIG_NAME, WEIGHTS_NAME, AdapterFileError, AdapterFiles
 from adapters.conf import ALLOWED_TARGET_MODULES
 
-# peft's key for a LoRA factor of a Llama-family projection
+# peft's key for a LoRA factor of a projection (Llama-family names, and Phi's fused qkv_proj / gate_up_proj)
 _KEY_RE = re.compile(
-    r"^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|"
-    r"down_proj)\.lora_(A|B)\.weight$"
+    r"^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|qkv_proj|o_proj|gate_proj|"
+    r"up_proj|gate_up_proj|down_proj)\.lora_(A|B)\.weight$"
 )
-_PARENT = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
-           "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
+_PARENT = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "qkv_proj": "self_attn",
+           "o_proj": "self_attn", "gate_proj": "mlp", "up_proj": "mlp", "gate_up_proj": "mlp", "down_proj": "mlp"}
 _DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 _ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2}
 _REFUSED_TARGETS = {"embed_tokens": "embedding", "lm_head": "lm_head"}
@@ -160,5 +160,9 @@ def check_tensors(summary: AdapterSummary, weights: bytes, dims: dict[str, tuple
 
 def validate(files: AdapterFiles, *, dims: dict[str, tuple[int, int]], num_layers: int, max_rank: int) -> AdapterSummary:
     summary = parse_config(files.config, max_rank=max_rank)
+    foreign = [t for t in summary.target_modules if t not in dims]
+    if foreign:  # e.g. q_proj on a Phi base (its attention is one fused qkv_proj), or qkv_proj on a Llama base
+        raise _fail(f"target module(s) {', '.join(foreign)} are not projections of this base model; "
+                    f"it has {', '.join(dims)}.")
     check_tensors(summary, files.weights, dims, num_layers)
     return summary

@@ -112,6 +112,11 @@ def gguf_weights(reader: Any, config: ModelConfig) -> Iterator[tuple[str, torch.
         yield hf_name, torch.from_numpy(array)
 
 
+def gguf_tensor_shapes(reader: Any) -> dict[str, tuple[int, ...]]:
+    """HF name -> shape of every tensor (GGUF lists dims fastest-first: reversed, as gguf_weights reshapes)."""
+    return {_hf_name(t.name): tuple(int(d) for d in reversed(t.shape)) for t in reader.tensors}
+
+
 def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
     # llama.cpp's convert script interleaved the two rotary halves of each head; put them back side by side
     rows = w.shape[0]

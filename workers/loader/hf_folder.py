@@ -1,4 +1,4 @@
-"""HF checkpoint folders: config.json + *.safetensors (Llama, Mistral, Qwen2, SmolLM)."""
+"""HF checkpoint folders: config.json (+ generation_config.json) + *.safetensors, any family we run."""
 
 import json
 from collections.abc import Iterator
@@ -35,11 +35,28 @@ def hf_config(folder: Path) -> ModelConfig:
     return config
 
 
-def hf_weights(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
+def _safetensors_files(folder: Path) -> list[Path]:
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise CheckpointError(f"{folder}: no *.safetensors files (pickled .bin checkpoints are not loaded)")
-    for file in files:
+    return files
+
+
+def hf_tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """HF name -> shape of every tensor in the folder, from the safetensors headers (no data read)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in _safetensors_files(folder):
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                for name in f.keys():  # noqa: SIM118 (safe_open is not a dict)
+                    shapes[name] = tuple(f.get_slice(name).get_shape())
+        except Exception as e:  # safetensors raises its own error types for a corrupt header
+            raise CheckpointError(f"{file}: not a readable safetensors file: {e}") from e
+    return shapes
+
+
+def hf_weights(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    for file in _safetensors_files(folder):
         with safe_open(str(file), framework="pt") as f:
             for name in f.keys():  # noqa: SIM118 (safe_open is not a dict)
                 yield name, f.get_tensor(name)
