@@ -90,7 +90,7 @@ def _common(req: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
         "n": req.n,
         "temperature": 1.0 if req.temperature is None else req.temperature,
         "top_p": 1.0 if req.top_p is None else req.top_p,
-        "top_k": req.top_k or 0,
+        "top_k": 0 if req.top_k in (None, -1) else req.top_k,  # -1 is vLLM's "off"
         "min_p": req.min_p or 0.0,
         "seed": req.seed,
         "presence_penalty": req.presence_penalty or 0.0,

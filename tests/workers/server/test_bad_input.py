@@ -64,7 +64,22 @@ def test_wrong_types_name_the_param(worker, overrides, param):
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
          "messages.[0].content.[0].type"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
+        # issue 12's reproductions: each crashed the batch or answered 500 before the bounds
+        ({"top_k": 2**63}, "top_k"),
+        ({"seed": 2**70}, "seed"),
+        ({"repetition_penalty": float("nan")}, "repetition_penalty"),  # json.dumps writes NaN
+        ({"seed": -(2**63) - 1}, "seed"),
+        ({"top_k": 49153}, "top_k"),  # SmolLM2's vocabulary is 49152
+        ({"top_p": float("inf")}, "top_p"),
+        ({"repetition_penalty": float("1e400")}, "repetition_penalty"),  # Infinity
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"temperature": float("-inf")}, "temperature"),
+        ({"logit_bias": {"5": float("nan")}}, "logit_bias"),
+        ({"logit_bias": {str(i): 1 for i in range(301)}}, "logit_bias"),
+        ({"stop_token_ids": list(range(65))}, "stop_token_ids"),
         ({"model": MODEL}, None),  # control: this one is fine
+        ({"top_k": -1, "seed": 2**63 - 1, "n": 2, "temperature": 1}, None),  # the bounds themselves are fine
+        ({"top_k": 49152, "seed": -(2**63), "repetition_penalty": 2}, None),
     ],
 )
 def test_out_of_range_and_invalid_values(worker, overrides, param):
