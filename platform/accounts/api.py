@@ -92,18 +92,18 @@ class MeView(APIView):
 
 
 class AccountView(APIView):
-    @extend_schema(responses=serializers.AccountSerializer)
+    @extend_schema(responses=serializers.AccountDetailSerializer)
     def get(self, request: Request) -> Response:
         account, _role = request_membership(request)
-        return Response(serializers.AccountSerializer(account).data)
+        return Response(serializers.AccountDetailSerializer(account).data)
 
-    @extend_schema(request=serializers.AccountUpdateSerializer, responses=serializers.AccountSerializer)
+    @extend_schema(request=serializers.AccountUpdateSerializer, responses=serializers.AccountDetailSerializer)
     def patch(self, request: Request) -> Response:
         account, role = request_membership(request)
         data = serializers.AccountUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         account = services.account_update(account=account, acting_role=role, **data.validated_data)
-        return Response(serializers.AccountSerializer(account).data)
+        return Response(serializers.AccountDetailSerializer(account).data)
 
 
 class MemberViewSet(mixins.ListModelMixin, AccountScopedViewSet):

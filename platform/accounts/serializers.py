@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import Account, Membership, User
@@ -32,6 +33,30 @@ class AccountSerializer(serializers.ModelSerializer):
         model = Account
         fields = ["id", "slug", "name", "status", "rpm_limit", "tpm_limit", "created_at"]
         read_only_fields = ["id", "slug", "status", "rpm_limit", "tpm_limit", "created_at"]
+
+
+class RateLimitSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(help_text="per minute (the account's own, or the platform default)")
+    remaining = serializers.IntegerField(allow_null=True, help_text="left in the gateway's bucket now; null if unknown")
+
+
+class RateLimitsSerializer(serializers.Serializer):
+    rpm = RateLimitSerializer()
+    tpm = RateLimitSerializer()
+
+
+class AccountDetailSerializer(AccountSerializer):
+    rate_limits = serializers.SerializerMethodField()
+
+    class Meta(AccountSerializer.Meta):
+        fields = [*AccountSerializer.Meta.fields, "rate_limits"]
+        read_only_fields = [*AccountSerializer.Meta.read_only_fields, "rate_limits"]
+
+    @extend_schema_field(RateLimitsSerializer)
+    def get_rate_limits(self, account: Account) -> dict:
+        from accounts.rate_limits import rate_limit_state
+
+        return rate_limit_state(account)
 
 
 class AccountUpdateSerializer(serializers.Serializer):

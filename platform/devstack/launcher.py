@@ -21,7 +21,7 @@ from pathlib import Path
 
 from devstack.postgres_child import ChildPostgres
 from devstack.process import Child, die_with_parent, stop_all
-from devstack.services import REPO_ROOT, EmbeddedRedis, ServiceError
+from devstack.services import REPO_ROOT, EmbeddedRedis, ServiceError, free_port
 
 PLATFORM_DIR = REPO_ROOT / "platform"
 OPTIONAL = ("gateway", "worker", "celery", "billing")
@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000, help="control plane")
     parser.add_argument("--gateway-port", type=int, default=8080)
     parser.add_argument("--worker-port", type=int, default=8001)
+    parser.add_argument("--stripe", choices=["off", "local"], default=os.environ.get("HEARTH_UP_STRIPE", "off"),
+                        help="local: start localstripe (a Stripe stand-in) and bill against it with a test-mode card "
+                             "form in the dashboard (env HEARTH_UP_STRIPE); ignored when HEARTH_STRIPE_API_KEY is set")
     parser.add_argument("--without", default=os.environ.get("HEARTH_UP_WITHOUT", ""),
                         help=f"comma-separated parts to skip: {', '.join(OPTIONAL)} (env HEARTH_UP_WITHOUT)")
     args = parser.parse_args(argv)
@@ -109,7 +112,11 @@ def _plan(args: argparse.Namespace, env: dict[str, str], logs: Path) -> list[Chi
     def child(name: str, argv: list[str]) -> Child:
         return Child(name, argv, env, PLATFORM_DIR, logs / f"{name}.log")
 
-    children = [child("control-plane", [py, "-m", "uvicorn", "hearth_platform.asgi:application", "--host", args.host,
+    children = []
+    if "localstripe_port" in args:
+        children.append(child("localstripe", [py, "-m", "localstripe", "--port", str(args.localstripe_port),
+                                              "--from-scratch"]))
+    children += [child("control-plane", [py, "-m", "uvicorn", "hearth_platform.asgi:application", "--host", args.host,
                                         "--port", str(args.port), "--lifespan", "off", "--no-access-log"])]
     if "celery" not in args.without:
         children.append(child("celery-worker", [py, "-m", "celery", "-A", "hearth_platform", "worker",
@@ -153,6 +160,12 @@ def run(args: argparse.Namespace) -> int:
         env["HEARTH_CORS_ORIGINS"] = ",".join(
             f"http://{host}:{args.port}" for host in dict.fromkeys([args.host, "127.0.0.1", "localhost"])
         )
+    if args.stripe == "local" and not env.get("HEARTH_STRIPE_API_KEY"):
+        # Development billing against localstripe: an sk_test_ key and a non-Stripe base select the test card form.
+        args.localstripe_port = free_port()
+        env.update(HEARTH_STRIPE_API_KEY="sk_test_localstripe",
+                   HEARTH_STRIPE_API_BASE=f"http://{args.host}:{args.localstripe_port}",
+                   HEARTH_STRIPE_WEBHOOK_SECRET=env.get("HEARTH_STRIPE_WEBHOOK_SECRET") or secrets.token_urlsafe(24))
     # The control plane writes validated adapters here and the worker reads them: one folder for both.
     env.setdefault("HEARTH_ADAPTER_STORE", str(home / "adapters"))
 
@@ -178,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
         for child in children:
             child.start()
         for child in children:
+            if child.name == "localstripe":
+                _wait_http(f"http://{args.host}:{args.localstripe_port}/v1/customers", child, timeout=60)
             if child.name in ("control-plane", "gateway", "worker-w0"):
                 _wait_http(_health_url(args, child), child, timeout=180)  # the worker loads its model first
         _write_state(run_dir / "launcher.json", postgres, redis_server, children)
@@ -230,7 +245,8 @@ def _print_banner(args: argparse.Namespace, env: dict[str, str], children: list[
     if "celery-worker" in names:
         lines.append("  celery         worker + beat")
     if "billing-ingest" in names:
-        mode = ("Stripe (HEARTH_STRIPE_API_KEY set)" if env.get("HEARTH_STRIPE_API_KEY")
+        mode = ("localstripe (test-mode cards, e.g. 4242 4242 4242 4242)" if "localstripe" in names
+                else "Stripe (HEARTH_STRIPE_API_KEY set)" if env.get("HEARTH_STRIPE_API_KEY")
                 else "ledger only: no HEARTH_STRIPE_API_KEY, usage is metered, rated and limited but not invoiced")
         lines.append(f"  billing        ingest running; {mode}")
     lines += [f"  postgres       {env['DATABASE_URL']}", f"  redis          {env['REDIS_URL']}",

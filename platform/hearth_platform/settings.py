@@ -131,6 +131,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `status` with different choices; name each set instead of letting it hash a suffix.
+    "ENUM_NAME_OVERRIDES": {"AccountStatusEnum": "accounts.models.Account.Status"},
 }
 WHITENOISE_USE_FINDERS = DEBUG  # serve admin/static assets without collectstatic in development
 

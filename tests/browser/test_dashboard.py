@@ -204,3 +204,96 @@ def test_every_page_fits_a_phone(stack, browser, screenshots):  # noqa: ANN001
         _shot(page, screenshots, f"390-{heading.lower().replace(' ', '-')}")
         assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at 390px"
     context.close()
+
+
+def _signup(page: Page, stack, who: str) -> str:  # noqa: ANN001
+    email = f"{who}-{secrets.token_hex(4)}@example.com"
+    page.goto(stack.url + "/signup")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("heading", level=1, name="Overview")).to_be_visible()
+    return email
+
+
+def _no_sideways_scroll(page: Page, what: str) -> None:
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{what} scrolls sideways by {overflow}px"
+
+
+def test_spend_limit_cards_credits_and_csv(stack, browser, screenshots, tmp_path):  # noqa: ANN001
+    """Billing self-serve (#18): a limit set in the dashboard refuses the next request at the gateway once this
+    month's spend is past it (and the banner says so); a test card added through the SetupIntent form buys
+    credits on localstripe; the usage CSV export equals the usage API."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    _signup(page, stack, "payer")
+    secret = page.request.post(stack.url + "/api/v1/keys", data={"name": "billing-test"}, headers={
+        "X-CSRFToken": next(c["value"] for c in context.cookies() if c["name"] == "csrftoken")}).json()["secret"]
+    client = openai.OpenAI(base_url=stack.gateway, api_key=secret, max_retries=0, timeout=120)
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4, "temperature": 0}
+    first = client.chat.completions.create(**chat)
+    cost = Decimal(first.usage.model_extra["cost"])
+    _eventually(lambda: Decimal(page.request.get(stack.url + "/api/v1/billing/spend-limit").json()
+                                ["month_to_date_usd"]) == cost, 60, "the ledger to hold the first request")
+
+    # Set the limit below this month's spend in the dashboard: the banner appears, the gateway refuses.
+    _go(page, stack.url, "/billing", "Billing")
+    expect(page.get_by_test_id("month-to-date")).to_have_text(re.compile(r"^\$0\.0"))
+    page.get_by_label("New limit (USD)").fill("0.00")
+    page.get_by_role("button", name="Save limit").click()
+    expect(page.get_by_role("status").filter(has_text="Limit saved")).to_be_visible()
+    _go(page, stack.url, "/usage", "Usage")  # the banner is re-checked on every page
+    expect(page.get_by_test_id("spend-banner")).to_contain_text("reached your limit")
+
+    def refused() -> bool:
+        try:
+            client.chat.completions.create(**chat)
+        except openai.RateLimitError as exc:
+            return exc.code == "insufficient_quota"
+        return False
+
+    _eventually(refused, 10, "the gateway to refuse a request past the new limit")
+    _go(page, stack.url, "/billing", "Billing")
+    page.get_by_label("New limit (USD)").fill("25.00")
+    page.get_by_role("button", name="Save limit").click()
+    expect(page.get_by_test_id("spend-limit")).to_have_text("$25.00")
+    expect(page.get_by_test_id("spend-banner")).to_have_count(0)
+    _eventually(lambda: not refused(), 10, "the gateway to serve again under the raised limit")
+
+    # A test card through the SetupIntent form, then credits bought with it.
+    page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    page.get_by_label("CVC").fill("123")
+    page.get_by_role("button", name="Add card").click()
+    expect(page.get_by_role("list", name="Cards on file")).to_contain_text("4242")
+    page.get_by_label("Buy credits (USD)").fill("5.00")
+    page.get_by_role("button", name="Buy", exact=True).click()
+    expect(page.get_by_role("status").filter(has_text="Payment succeeded")).to_be_visible()
+    expect(page.get_by_test_id("credit-balance")).to_have_text("$5.00")
+    _no_sideways_scroll(page, "/billing at 1280 px")
+    _shot(page, screenshots, "billing-controls")
+
+    # CSV export of the selected period and grouping equals the usage API.
+    _go(page, stack.url, "/usage", "Usage")
+    page.get_by_label("Export grouped by").select_option("model")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export CSV").click()
+    path = tmp_path / "usage.csv"
+    download.value.save_as(path)
+    import csv
+
+    rows = list(csv.DictReader(path.open()))
+    href = page.get_by_role("link", name="Export CSV").get_attribute("href")
+    api = page.request.get(stack.url + href.replace("/usage.csv", "/usage")).json()
+    assert [r["cost_usd"] for r in rows[:-1]] == [d["cost_usd"] for d in api["data"]]
+    assert rows[-1]["cost_usd"] == api["total"]["cost_usd"] and Decimal(rows[-1]["cost_usd"]) >= cost
+    expect(page.get_by_test_id("model-daily-chart")).to_be_visible()
+    _no_sideways_scroll(page, "/usage at 1280 px")
+    _shot(page, screenshots, "usage-controls")
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path_, heading in [("/billing", "Billing"), ("/usage", "Usage")]:
+        _go(page, stack.url, path_, heading)
+        _no_sideways_scroll(page, f"{path_} at 390 px")
+        _shot(page, screenshots, f"390-{heading.lower()}-controls")
+    context.close()

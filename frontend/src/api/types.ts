@@ -6,6 +6,8 @@ export interface Account {
   id: number; slug: string; name: string; status: string; rpm_limit: number | null; tpm_limit: number | null;
   created_at: string;
 }
+export interface RateLimit { limit: number; remaining: number | null }
+export interface AccountDetail extends Account { rate_limits: { rpm: RateLimit; tpm: RateLimit } }
 export interface MyMembership { account: Account; role: string }
 export interface Me { user: User; memberships: MyMembership[] }
 export interface SignupResult { user: User; account: Account }

@@ -2,13 +2,26 @@ import { type FormEvent, useState } from "react";
 
 import { api, ApiError } from "../api/client";
 import { PATHS } from "../api/paths";
-import type { Account, Member } from "../api/types";
+import type { AccountDetail, Member, RateLimit } from "../api/types";
 import { useAuth } from "../auth";
 import { Async, ErrorText, Field, formatDate, PageHeader, useApi } from "../components/ui";
 
+function LimitRow({ label, unit, limit }: { label: string; unit: string; limit: RateLimit }) {
+  const used = limit.remaining === null ? null : limit.limit - limit.remaining;
+  return (
+    <>
+      <dt>{label}</dt>
+      <dd data-testid={`limit-${unit}`}>
+        {limit.limit.toLocaleString("en-US")} {unit} per minute
+        {used !== null && <span className="muted"> · {used.toLocaleString("en-US")} in use now</span>}
+      </dd>
+    </>
+  );
+}
+
 export function AccountPage() {
   const { me, refresh } = useAuth();
-  const account = useApi<Account>(PATHS.account);
+  const account = useApi<AccountDetail>(PATHS.account);
   const members = useApi<Member[]>(PATHS.members);
   const role = me?.memberships[0]?.role ?? "member";
   const canManage = role === "owner" || role === "admin";
@@ -56,6 +69,18 @@ export function AccountPage() {
             {canManage && <button type="submit" disabled={name === undefined || name === a.name}>Save</button>}
             {nameError && !nameError.fieldErrors.name && <ErrorText error={nameError} />}
           </form>
+        )}
+      </Async>
+      <Async state={account} label="rate limits">
+        {(a) => (
+          <section className="card">
+            <h2>Rate limits</h2>
+            <dl className="facts">
+              <LimitRow label="Requests" unit="requests" limit={a.rate_limits.rpm} />
+              <LimitRow label="Tokens" unit="tokens" limit={a.rate_limits.tpm} />
+            </dl>
+            <p className="muted small">Shared by all of the account's keys; a key may have lower limits of its own.</p>
+          </section>
         )}
       </Async>
       <section className="card">
