@@ -15,7 +15,7 @@ INFRA = ROOT / "infra"
 CHART = INFRA / "helm" / "hearth"
 CODE_DIRS = ("platform", "billing", "gateway", "workers", "kernels", "hearth_cli", "contracts")
 # Read by compose.yaml itself (interpolation), not by Hearth's code.
-COMPOSE_ONLY = {"POSTGRES_PASSWORD", "HEARTH_MODEL_DIR", "HEARTH_MODEL_FILE"}
+COMPOSE_ONLY = {"POSTGRES_PASSWORD", "HEARTH_MODEL_DIR", "HEARTH_MODEL_FILE", "HEARTH_MODEL_SLUG"}
 
 
 def _compose() -> dict:
@@ -124,3 +124,33 @@ def test_every_image_copies_the_setuptools_packages_before_installing():
         ignore = path.with_name(path.name + ".dockerignore")
         if ignore.exists():
             assert not set(packages) & set(ignore.read_text().split()), ignore.name
+
+
+# The config.json of each model the chart's default values deploy (copied from its hub repository; no download here)
+MODEL_CONFIGS = Path(__file__).parent / "model_configs"
+
+
+def test_helm_default_models_load_and_workers_announce_their_catalog_slug():
+    import torch
+
+    from workers.model_config import ModelConfig
+    from workers.models.registry import model_class
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    workers = (CHART / "templates" / "workers.yaml").read_text()
+    assert re.search(r"- --served-model-name\n\s+- \{\{ \$pool\.slug \| quote \}\}", workers)
+    for pool in values["workerPools"]:
+        assert re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,99}", pool["slug"]), pool["name"]  # catalog_add's slug rule
+        config_json = MODEL_CONFIGS / (pool["baseModel"].replace("/", "--") + ".json")
+        assert config_json.is_file(), f"{pool['baseModel']}: keep its config.json in tests/infra/model_configs"
+        config = ModelConfig.from_hf(json.loads(config_json.read_text()))  # raises on an architecture we can't run
+        with torch.device("meta"):  # builds every layer of the real shapes, no memory
+            names = model_class(config)(config).hf_state_names()
+        assert f"model.layers.{config.num_layers - 1}.mlp.down_proj.weight" in names
+
+
+def test_compose_workers_announce_the_catalog_slug():
+    services = _compose()["services"]
+    for name in ("worker", "worker-cpu"):
+        command = services[name]["command"]
+        assert command[command.index("--served-model-name") + 1] == "${HEARTH_MODEL_SLUG:-smollm2-135m-instruct}"
