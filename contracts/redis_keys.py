@@ -9,6 +9,7 @@
 | rate_limit_keys(account, key) | token buckets (RATE_LIMIT_PREFIX) | gateway Lua | gateway |
 | KEYS_LAST_USED_HASH | hash key id -> unix seconds | gateway | Celery beat |
 | spend_key(account, YYYYMM), billing_state_key(account) | string / hash | billing | gateway billing guard |
+| THROTTLE_KEY_PREFIX + ... | counters with EX | control plane | control plane (every process) |
 """
 
 KEYS_REVOKED_CHANNEL = "hearth:keys:revoked"
@@ -26,6 +27,8 @@ KEYS_LAST_USED_HASH = "hearth:keys:last_used"
 
 SPEND_KEY_PREFIX = "hearth:spend:"
 BILLING_STATE_KEY_PREFIX = "hearth:billing:"
+
+THROTTLE_KEY_PREFIX = "hearth:throttle:"  # control-plane processes: log-in/sign-up windows per IP and e-mail
 
 
 def worker_key(worker_id: str) -> str:

@@ -28,6 +28,7 @@ def test_redis_names_on_the_wire():
     assert contracts.spend_key(42, "202612") == "hearth:spend:42:202612"
     assert contracts.billing_state_key(42) == "hearth:billing:42"
     assert contracts.spend_key("*", "*") == "hearth:spend:*:*"
+    assert contracts.THROTTLE_KEY_PREFIX == "hearth:throttle:"
     # One Redis Cluster hash tag per account, so the token-bucket script touches one slot.
     assert contracts.rate_limit_keys(7, 3) == [
         "hearth:rl:{a7}:k3:rpm", "hearth:rl:{a7}:k3:tpm", "hearth:rl:{a7}:rpm", "hearth:rl:{a7}:tpm",

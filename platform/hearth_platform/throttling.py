@@ -20,11 +20,10 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from contracts import THROTTLE_KEY_PREFIX as KEY_PREFIX
 from hearth_platform.redis_client import get_redis
 
 log = logging.getLogger("hearth.throttling")
-
-KEY_PREFIX = "hearth:throttle:"  # only the control plane's processes read and write these
 
 
 @dataclass(frozen=True, slots=True)
