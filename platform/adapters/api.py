@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.http import HttpRequest
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -8,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Account
-from adapters import selectors, serializers, services
+from adapters import selectors, serializers, services, uploads
 from adapters.models import Adapter
 from tenancy.api import AccountScopedViewSet
 
@@ -22,11 +23,17 @@ class AdapterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, AccountSc
     lookup_field = "uid"
     lookup_value_regex = r"[0-9a-f]{32}"
 
+    def initialize_request(self, request: HttpRequest, *args: object, **kwargs: object) -> Request:
+        drf_request = super().initialize_request(request, *args, **kwargs)
+        if self.action == "create":  # ViewSetMixin has set the action; nothing has read the body yet
+            uploads.limit_upload(request)
+        return drf_request
+
     def scoped_queryset(self, account: Account) -> QuerySet[Adapter]:
         return selectors.adapter_list(account=account)
 
     @extend_schema(request={"multipart/form-data": serializers.AdapterUploadSerializer},
-                   responses={202: serializers.AdapterSerializer})
+                   responses={202: serializers.AdapterSerializer, 413: None})
     def create(self, request: Request) -> Response:
         data = serializers.AdapterUploadSerializer(data={k: request.data.get(k) for k in ("name", "base_model")})
         data.is_valid(raise_exception=True)
