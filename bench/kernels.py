@@ -1,6 +1,7 @@
 """Kernel benchmarks: each Triton kernel against its torch baseline (eager reference; SDPA over gathered K/V for
 attention), as achieved GB/s (or TFLOP/s) next to the device's measured copy bandwidth. GPU only.
 
+LoRA shrink/expand (SGMV) are timed against their torch reference (a loop over adapter runs).
 Run from the repository root: `python3 bench/kernels.py`. Timing: triton.testing.do_bench (warm-up, median of
 CUDA-event timings), random non-zero inputs larger than L2, each output checked against the reference first.
 `--smoke` runs every code path on the CPU in Triton's interpreter with tiny shapes (no figures worth keeping).
@@ -20,7 +21,6 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench._results import write_section  # noqa: E402
-from kernels import reference  # noqa: E402
 
 SMOKE = "--smoke" in sys.argv
 DEV = "cpu" if SMOKE else "cuda"
@@ -31,6 +31,8 @@ SIZES = {
     "decode": (4, 128) if SMOKE else (64, 2048),
     "prefill": (2, 64) if SMOKE else (4, 2048),
     "vocab": (1000,) if SMOKE else (49152, 128256),
+    # (tokens, distinct adapters): a decode batch over many adapters, a prefill chunk over few; K, N, rank
+    "lora": ([(8, 4), (40, 2)], 64, 96, 8) if SMOKE else ([(64, 32), (2048, 4)], 4096, 6144, 16),
 }
 Row = tuple[str, str, float, float, float, str]  # op, shape, triton ms, baseline ms, achieved, note
 
@@ -57,22 +59,25 @@ def copy_bandwidth() -> float:
 
 
 def elementwise(rows: list[Row]) -> None:
-    from kernels.triton_ops import rms_norm, rotary, silu_and_mul, store_kvcache
+    from kernels.rms_norm import add_rms_norm_reference, add_rms_norm_triton, rms_norm_reference, rms_norm_triton
+    from kernels.rotary import apply_rotary_reference, apply_rotary_triton, rotary_cos_sin
+    from kernels.silu_and_mul import silu_and_mul_reference, silu_and_mul_triton
+    from kernels.store_kvcache import store_kvcache_reference, store_kvcache_triton
 
     t, h, inter = SIZES["elementwise"]  # Llama-8B hidden and intermediate sizes; every tensor > L2
     x = torch.randn(t, h, device=DEV, dtype=BF16)
     res = torch.randn_like(x)
     w = torch.randn(h, device=DEV, dtype=BF16)
-    check = rel_err(rms_norm.rms_norm(x, w, 1e-6), reference.rms_norm(x, w, 1e-6))
-    rows.append(_gbps("rms_norm", f"{t}x{h} bf16", 2 * x.nbytes, lambda: rms_norm.rms_norm(x, w, 1e-6),
-                      lambda: reference.rms_norm(x, w, 1e-6), check))  # fmt: skip
-    check = rel_err(rms_norm.add_rms_norm(x, res, w, 1e-6)[0], reference.add_rms_norm(x, res, w, 1e-6)[0])
-    rows.append(_gbps("add_rms_norm", f"{t}x{h} bf16", 4 * x.nbytes, lambda: rms_norm.add_rms_norm(x, res, w, 1e-6),
-                      lambda: reference.add_rms_norm(x, res, w, 1e-6), check))  # fmt: skip
+    check = rel_err(rms_norm_triton(x, w, 1e-6), rms_norm_reference(x, w, 1e-6))
+    rows.append(_gbps("rms_norm", f"{t}x{h} bf16", 2 * x.nbytes, lambda: rms_norm_triton(x, w, 1e-6),
+                      lambda: rms_norm_reference(x, w, 1e-6), check))  # fmt: skip
+    check = rel_err(add_rms_norm_triton(x, res, w, 1e-6)[0], add_rms_norm_reference(x, res, w, 1e-6)[0])
+    rows.append(_gbps("add_rms_norm", f"{t}x{h} bf16", 4 * x.nbytes, lambda: add_rms_norm_triton(x, res, w, 1e-6),
+                      lambda: add_rms_norm_reference(x, res, w, 1e-6), check))  # fmt: skip
     gu = torch.randn(t // 4, 2 * inter, device=DEV, dtype=BF16)
-    check = rel_err(silu_and_mul.silu_and_mul(gu), reference.silu_and_mul(gu))
+    check = rel_err(silu_and_mul_triton(gu), silu_and_mul_reference(gu))
     rows.append(_gbps("silu_and_mul", f"{t // 4}x2*{inter} bf16", gu.nbytes * 3 // 2,
-                      lambda: silu_and_mul.silu_and_mul(gu), lambda: reference.silu_and_mul(gu), check))  # fmt: skip
+                      lambda: silu_and_mul_triton(gu), lambda: silu_and_mul_reference(gu), check))  # fmt: skip
 
     hq, hk, d = 32, 8, 128
     qkv = torch.randn(t, (hq + 2 * hk) * d, device=DEV, dtype=BF16)
@@ -80,25 +85,25 @@ def elementwise(rows: list[Row]) -> None:
     k = qkv[:, hq * d : (hq + hk) * d].view(t, hk, d)
     v = qkv[:, (hq + hk) * d :].view(t, hk, d)
     pos = torch.randint(0, 8192, (t,), device=DEV)
-    cs = reference.rotary_cos_sin(8192, d, 500000.0, device=DEV)
+    cs = rotary_cos_sin(8192, d, 500000.0, device=DEV)
     q2, k2 = q.clone(), k.clone()
-    rotary.apply_rotary(q, k, pos, cs)
-    reference.apply_rotary(q2, k2, pos, cs)
+    apply_rotary_triton(q, k, pos, cs)
+    apply_rotary_reference(q2, k2, pos, cs)
     check = rel_err(q, q2)
     rows.append(_gbps("apply_rotary", f"{t} tok 32/8 heads x128 bf16", 2 * (q.numel() + k.numel()) * 2 + t * d * 4,
-                      lambda: rotary.apply_rotary(q, k, pos, cs), lambda: reference.apply_rotary(q, k, pos, cs),
+                      lambda: apply_rotary_triton(q, k, pos, cs), lambda: apply_rotary_reference(q, k, pos, cs),
                       check))  # fmt: skip
     block = 16
     kc = torch.randn(t // block + 8, block, hk, d, device=DEV, dtype=BF16)
     vc = torch.randn_like(kc)
     slots = torch.randperm(kc.shape[0] * block, device=DEV)[:t]
     kc2, vc2 = kc.clone(), vc.clone()
-    store_kvcache.store_kvcache(k, v, kc, vc, slots)
-    reference.store_kvcache(k, v, kc2, vc2, slots)
+    store_kvcache_triton(k, v, kc, vc, slots)
+    store_kvcache_reference(k, v, kc2, vc2, slots)
     check = rel_err(kc, kc2)
     rows.append(_gbps("store_kvcache", f"{t} tok 8x128 bf16", 4 * k.numel() * 2,
-                      lambda: store_kvcache.store_kvcache(k, v, kc, vc, slots),
-                      lambda: reference.store_kvcache(k, v, kc, vc, slots), check))  # fmt: skip
+                      lambda: store_kvcache_triton(k, v, kc, vc, slots),
+                      lambda: store_kvcache_reference(k, v, kc, vc, slots), check))  # fmt: skip
 
 
 def _gbps(op: str, shape: str, nbytes: int, fn: Callable[[], object], base: Callable[[], object], err: float) -> Row:
@@ -121,7 +126,8 @@ def _gathered(cache: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
 
 
 def decode(rows: list[Row]) -> None:
-    from kernels.triton_ops.paged_attention_decode import BLOCK_N, choose_num_splits, paged_attention_decode
+    from kernels.paged_attention_decode import BLOCK_N, choose_num_splits
+    from kernels.paged_attention_decode import paged_attention_decode_triton as paged_attention_decode
 
     (batch, ctx), hq, hk, d, block = SIZES["decode"], 32, 8, 128, 16  # target: Llama-8B heads, batch 64 × 2k
     kc, vc, tables = _paged(batch, ctx, hk, d, block)
@@ -147,7 +153,7 @@ def decode(rows: list[Row]) -> None:
 
 
 def prefill(rows: list[Row]) -> None:
-    from kernels.triton_ops.paged_attention_prefill import paged_attention_prefill
+    from kernels.paged_attention_prefill import paged_attention_prefill_triton as paged_attention_prefill
 
     (batch, seqlen), hq, hk, d, block = SIZES["prefill"], 32, 8, 128, 16
     kc, vc, tables = _paged(batch, seqlen, hk, d, block)
@@ -172,7 +178,8 @@ def prefill(rows: list[Row]) -> None:
 
 
 def sampling(rows: list[Row]) -> None:
-    from kernels.triton_ops.sampling import top_k_top_p_min_p_mask
+    from kernels.top_k_top_p_min_p_mask import top_k_top_p_min_p_mask_reference
+    from kernels.top_k_top_p_min_p_mask import top_k_top_p_min_p_mask_triton as top_k_top_p_min_p_mask
 
     batch = 4 if SMOKE else 64
     for vocab in SIZES["vocab"]:
@@ -181,18 +188,57 @@ def sampling(rows: list[Row]) -> None:
         top_p = torch.rand(batch, device=DEV) * 0.5 + 0.5
         min_p = torch.zeros(batch, device=DEV)
         args = (logits, top_k, top_p, min_p)
-        ours, ref = top_k_top_p_min_p_mask(*args), reference.top_k_top_p_min_p_mask(*args)
+        ours, ref = top_k_top_p_min_p_mask(*args), top_k_top_p_min_p_mask_reference(*args)
         differ = torch.isfinite(ours) != torch.isfinite(ref)
         rows_differ = int(differ.any(-1).sum())  # only at a top-p edge within float rounding (see the test)
         ms = bench(lambda a=args: top_k_top_p_min_p_mask(*a))
-        base_ms = bench(lambda a=args: reference.top_k_top_p_min_p_mask(*a))
+        base_ms = bench(lambda a=args: top_k_top_p_min_p_mask_reference(*a))
         rows.append(("top_k_top_p_min_p_mask", f"{batch}x{vocab} fp32", ms, base_ms, logits.nbytes * 2 / ms / 1e6,
                      f"{rows_differ} rows differ from reference; baseline sorts"))  # fmt: skip
 
 
+def lora(rows: list[Row]) -> None:
+    cases, k, n, rank = SIZES["lora"]  # Llama-8B hidden -> fused qkv width, rank 16
+    for tokens, adapters in cases:
+        _lora_case(rows, tokens, adapters, k, n, rank)
+
+
+def _lora_case(rows: list[Row], tokens: int, adapters: int, k: int, n: int, rank: int) -> None:
+    from kernels.lora import (
+        LoraSegments,
+        lora_expand_reference,
+        lora_expand_triton,
+        lora_shrink_reference,
+        lora_shrink_triton,
+    )
+
+    slots = [t * adapters // tokens for t in range(tokens)]  # grouped by adapter, as the engine orders them
+    seg = LoraSegments.from_token_slots(slots, DEV)
+    ranks, scales = [rank] * adapters, [0.5] * adapters
+    ranks_t = torch.tensor(ranks, dtype=torch.int32, device=DEV)
+    scales_t = torch.tensor(scales, dtype=torch.float32, device=DEV)
+    x = torch.randn(tokens, k, device=DEV, dtype=BF16)
+    a = torch.randn(adapters, rank, k, device=DEV, dtype=BF16) * 0.02
+    b = torch.randn(adapters, n, rank, device=DEV, dtype=BF16) * 0.02
+    v = lora_shrink_triton(x, a, seg, ranks_t)
+    err = rel_err(v, lora_shrink_reference(x, a, seg, ranks))
+    shape = f"{tokens} tok, {adapters} adapters, {k}->r{rank}->{n} bf16"
+    rows.append(_gbps("lora_shrink", shape, x.nbytes + a.nbytes + v.nbytes,
+                      lambda: lora_shrink_triton(x, a, seg, ranks_t),
+                      lambda: lora_shrink_reference(x, a, seg, ranks), err))  # fmt: skip
+    y = torch.randn(tokens, n, device=DEV, dtype=BF16)
+    y_ref = y.clone()
+    lora_expand_triton(v, b, seg, ranks_t, scales_t, y)
+    lora_expand_reference(v, b, seg, ranks, scales, y_ref)
+    rows.append(_gbps("lora_expand", shape, v.nbytes + b.nbytes + 2 * y.nbytes,
+                      lambda: lora_expand_triton(v, b, seg, ranks_t, scales_t, y),
+                      lambda: lora_expand_reference(v, b, seg, ranks, scales, y), rel_err(y, y_ref)))  # fmt: skip
+
+
 def main() -> int:
     if SMOKE:
-        os.environ["TRITON_INTERPRET"] = "1"  # before the first kernel module is imported
+        os.environ["TRITON_INTERPRET"] = "1"  # before triton decorates any kernel
+        import triton  # noqa: F401  (imported before kernels, so the ops define their Triton kernels on this CPU)
     elif not torch.cuda.is_available():
         print("bench/kernels.py: no CUDA device here; the Triton kernels are benchmarked on a GPU only.")
         return 0
@@ -201,7 +247,7 @@ def main() -> int:
     name = "cpu (smoke run, interpreter)" if SMOKE else torch.cuda.get_device_name(0)
     print(f"device {name}: device-to-device copy {copy_gbps:.0f} GB/s")
     rows: list[Row] = []
-    for part in (elementwise, decode, prefill, sampling):
+    for part in (elementwise, decode, prefill, sampling, lora):
         try:
             part(rows)
         except Exception as exc:  # one broken kernel must not hide the others' figures

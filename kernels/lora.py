@@ -8,18 +8,18 @@ path and the kernels compute only those r columns, so ranks are not padded in th
     shrink: v[t, :r] = x[t] · A[s, :r]ᵀ                 x [T, K] -> v [T, R_max] fp32
     expand: y[t]    += v[t, :r] · B[s, :, :r]ᵀ · scale  v [T, R_max] -> y [T, N] (y may be a column slice)
 
-On CUDA tensors the Triton kernels run (triton imported lazily); elsewhere the torch reference.
+On CUDA tensors the Triton kernels run (triton imported on first use); elsewhere the torch reference
+(kernels/_dispatch.py decides).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
 
 import torch
 
-from kernels._dispatch import use_triton
+from kernels import _dispatch
+from kernels._dispatch import Backend
 
 BLOCK_T = 16  # tokens per tile; tl.dot wants every dim >= 16 on sm_90
 
@@ -48,7 +48,7 @@ class LoraSegments:
         return cls(runs, tiles_t)
 
 
-# -- torch reference (the CPU path) -----------------------------------------------------------------------------
+# -- torch reference (also the CPU path; workers/lora/batch.py has the gathered CPU route) ----------------------
 
 
 def lora_shrink_reference(x: torch.Tensor, a: torch.Tensor, seg: LoraSegments, ranks: list[int]) -> torch.Tensor:
@@ -71,11 +71,10 @@ def lora_expand_reference(
         y[start:end] += (delta * scales[slot]).to(y.dtype)
 
 
-# -- Triton ------------------------------------------------------------------------------------------------------
+# -- Triton (defined only where triton can run: kernels/_dispatch.py TRITON) ------------------------------------
 
 
-@cache
-def _kernels() -> tuple[Any, Any]:
+if _dispatch.TRITON:
     import triton
     import triton.language as tl
 
@@ -155,8 +154,6 @@ def _kernels() -> tuple[Any, Any]:
         y = tl.load(y_ptrs, mask=mask, other=0.0).to(tl.float32)
         tl.store(y_ptrs, (y + acc * scale).to(y_ptr.dtype.element_ty), mask=mask)
 
-    return _lora_shrink_kernel, _lora_expand_kernel
-
 
 def _ieee(dtype: torch.dtype) -> bool:
     # The kernels dot fp32 tiles (16-bit inputs upcast). On a GPU a plain fp32 tl.dot is TF32 (10-bit mantissa):
@@ -173,10 +170,9 @@ def lora_shrink_triton(x: torch.Tensor, a: torch.Tensor, seg: LoraSegments, rank
     num_tiles = seg.tiles.shape[0]
     if num_tiles == 0:
         return v
-    shrink, _ = _kernels()
     block_r = 16
     grid = (num_tiles, -(-a.shape[1] // block_r))
-    shrink[grid](
+    _lora_shrink_kernel[grid](
         x,
         a,
         v,
@@ -204,10 +200,9 @@ def lora_expand_triton(
     num_tiles = seg.tiles.shape[0]
     if num_tiles == 0:
         return
-    _, expand = _kernels()
     block_n = 64
     grid = (num_tiles, -(-b.shape[1] // block_n))
-    expand[grid](
+    _lora_expand_kernel[grid](
         v,
         b,
         y,
@@ -240,13 +235,13 @@ class SlotParams:
 
 
 def lora_shrink(x: torch.Tensor, a: torch.Tensor, seg: LoraSegments, slots: SlotParams) -> torch.Tensor:
-    if use_triton(x):
+    if _dispatch.backend(x) is Backend.TRITON:
         return lora_shrink_triton(x, a, seg, slots.ranks_t)
     return lora_shrink_reference(x, a, seg, slots.ranks)
 
 
 def lora_expand(v: torch.Tensor, b: torch.Tensor, seg: LoraSegments, slots: SlotParams, y: torch.Tensor) -> None:
-    if use_triton(y):
+    if _dispatch.backend(y) is Backend.TRITON:
         lora_expand_triton(v, b, seg, slots.ranks_t, slots.scales_t, y)
     else:
         lora_expand_reference(v, b, seg, slots.ranks, slots.scales, y)

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 if os.environ.get("HEARTH_GPU_TESTS") != "1":
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # before any kernel module is imported
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton decorates any kernel
+
+import triton  # noqa: E402, F401  (imported before kernels: the ops then define their Triton kernels)
+
+from kernels import _dispatch  # noqa: E402
+
+if not _dispatch.TRITON:
+    raise RuntimeError("kernels was imported before tests/kernels/conftest.py imported triton: its Triton kernels "
+                       "are not defined in this process (see kernels/_dispatch.py TRITON)")  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

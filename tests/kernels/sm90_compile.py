@@ -2,6 +2,7 @@
 one JSON line per kernel with its resource usage. Run in a fresh process by test_sm90_compile.py: under
 TRITON_INTERPRET=1 the kernels are interpreted functions that cannot be compiled."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -16,14 +17,12 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.backends.nvidia import compiler as nvidia  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-import kernels.triton_ops.paged_attention_decode as decode  # noqa: E402
-import kernels.triton_ops.paged_attention_prefill as prefill  # noqa: E402
-import kernels.triton_ops.rms_norm as rms_norm  # noqa: E402
-import kernels.triton_ops.rotary as rotary  # noqa: E402
-import kernels.triton_ops.sampling as sampling  # noqa: E402
-import kernels.triton_ops.silu_and_mul as silu  # noqa: E402
-import kernels.triton_ops.store_kvcache as store  # noqa: E402
-
+# `import kernels.rms_norm as m` would give the dispatch function that kernels/__init__ re-exports: take the modules
+decode, prefill, rms_norm, rotary, sampling, silu, store = (
+    importlib.import_module(f"kernels.{op}")
+    for op in ("paged_attention_decode", "paged_attention_prefill", "rms_norm", "rotary", "top_k_top_p_min_p_mask",
+               "silu_and_mul", "store_kvcache")
+)  # fmt: skip
 BF16_ATTN = {"q_ptr": "*bf16", "kc_ptr": "*bf16", "vc_ptr": "*bf16", "out_ptr": "*bf16", "seq_lens_ptr": "*i32",
              "bt_ptr": "*i32", "cu_ptr": "*i32", "part_out_ptr": "*fp32", "part_lse_ptr": "*fp32"}  # fmt: skip
 F32_ATTN = {**BF16_ATTN, "q_ptr": "*fp32", "kc_ptr": "*fp32", "vc_ptr": "*fp32", "out_ptr": "*fp32"}

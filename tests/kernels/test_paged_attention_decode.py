@@ -3,8 +3,11 @@ import torch
 from kernel_testing import DEVICE, DTYPES, GPU, assert_close, randn
 from paged_cases import paged_cache
 
-from kernels import reference
-from kernels.triton_ops.paged_attention_decode import paged_attention_decode
+from kernels.paged_attention_decode import (
+    paged_attention_decode_cpu,
+    paged_attention_decode_reference,
+    paged_attention_decode_triton,
+)
 
 # (q heads, kv heads, head_dim, splits): GQA ratios 1, 3 (SmolLM2: 9/3, 64) and 8; head dims 64 and 128; split-KV
 # off and on (3 splits of a 100-key sequence leave one split empty). The interpreter is slow: no full cross product.
@@ -21,8 +24,8 @@ def test_decode_matches_reference(dtype: torch.dtype, case: tuple[int, int, int,
     q = randn(len(SEQ_LENS), hq, head_dim, dtype=dtype, seed=42)
     seq_lens = torch.tensor(SEQ_LENS, dtype=torch.int32, device=DEVICE)
     scale = head_dim**-0.5
-    out = paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, scale, num_splits=num_splits)
-    assert_close(out, reference.paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, scale))
+    out = paged_attention_decode_triton(q, k_cache, v_cache, seq_lens, tables, scale, num_splits=num_splits)
+    assert_close(out, paged_attention_decode_reference(q, k_cache, v_cache, seq_lens, tables, scale))
     assert torch.equal(out[-1], torch.zeros_like(out[-1]))  # no keys: zeros, like the reference
 
 
@@ -33,8 +36,8 @@ def test_decode_split_kv_with_small_tiles(block_size: int) -> None:
     k_cache, v_cache, tables = paged_cache(seq_lens_list, block_size, 2, 64, torch.float32, seed=43)
     q = randn(4, 6, 64, dtype=torch.float32, seed=44)
     seq_lens = torch.tensor(seq_lens_list, dtype=torch.int32, device=DEVICE)
-    out = paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, 0.125, num_splits=5, block_n=16)
-    assert_close(out, reference.paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, 0.125))
+    out = paged_attention_decode_triton(q, k_cache, v_cache, seq_lens, tables, 0.125, num_splits=5, block_n=16)
+    assert_close(out, paged_attention_decode_reference(q, k_cache, v_cache, seq_lens, tables, 0.125))
 
 
 @pytest.mark.skipif(not GPU, reason="long contexts are for the GPU run")
@@ -45,15 +48,15 @@ def test_decode_llama8b_heads_long_context(num_splits: int | None) -> None:
     k_cache, v_cache, tables = paged_cache(lens, 16, 8, 128, torch.bfloat16, seed=45)
     q = randn(len(lens), 32, 128, dtype=torch.bfloat16, seed=46)
     seq_lens = torch.tensor(lens, dtype=torch.int32, device=DEVICE)
-    out = paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, 128**-0.5, num_splits=num_splits)
-    assert_close(out, reference.paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, 128**-0.5))
+    out = paged_attention_decode_triton(q, k_cache, v_cache, seq_lens, tables, 128**-0.5, num_splits=num_splits)
+    assert_close(out, paged_attention_decode_reference(q, k_cache, v_cache, seq_lens, tables, 128**-0.5))
 
 
 def test_decode_rejects_indivisible_heads() -> None:
     k_cache, v_cache, tables = paged_cache([4], 16, 3, 64, torch.float32, seed=47)
     q = randn(1, 4, 64, dtype=torch.float32, seed=48)
     with pytest.raises(ValueError, match="do not fit"):
-        paged_attention_decode(q, k_cache, v_cache, torch.tensor([4], device=DEVICE), tables, 0.125)
+        paged_attention_decode_triton(q, k_cache, v_cache, torch.tensor([4], device=DEVICE), tables, 0.125)
 
 
 def test_decode_head_dim_not_a_power_of_two() -> None:
@@ -61,5 +64,35 @@ def test_decode_head_dim_not_a_power_of_two() -> None:
     k_cache, v_cache, tables = paged_cache([1, 40, 70], 16, 2, 80, torch.float16, seed=49)
     q = randn(3, 4, 80, dtype=torch.float16, seed=50)
     seq_lens = torch.tensor([1, 40, 70], dtype=torch.int32, device=DEVICE)
-    out = paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, 80**-0.5, num_splits=2)
-    assert_close(out, reference.paged_attention_decode(q, k_cache, v_cache, seq_lens, tables, 80**-0.5))
+    out = paged_attention_decode_triton(q, k_cache, v_cache, seq_lens, tables, 80**-0.5, num_splits=2)
+    assert_close(out, paged_attention_decode_reference(q, k_cache, v_cache, seq_lens, tables, 80**-0.5))
+
+
+# The CPU path (batched torch) against the reference: fp32 and bf16, GQA group 1 and 3, head dim 32, block 16
+CPU_DTYPES = [torch.float32, torch.bfloat16]
+BLK = 16
+CPU_D = 32
+
+
+@pytest.mark.parametrize("dtype", CPU_DTYPES)
+@pytest.mark.parametrize("group", [1, 3])
+@pytest.mark.parametrize(
+    "seq_lens",
+    [
+        [1],
+        [BLK - 1, BLK, BLK + 1],
+        [2 * BLK + 1, 1, 3 * BLK - 1],
+        list(range(1, 70, 2)),
+        [0, 5],
+        [0],
+        [0] + list(range(1, 40)),
+    ],
+    ids=["one", "boundary", "mixed", "grouped", "no-keys", "only-no-keys", "grouped-no-keys"],
+)
+def test_cpu_decode_matches_reference(dtype: torch.dtype, group: int, seq_lens: list[int]) -> None:
+    hq, hk = 2 * group, 2
+    k_cache, v_cache, tables = paged_cache(seq_lens, BLK, hk, CPU_D, dtype, seed=len(seq_lens) + group)
+    q = randn(len(seq_lens), hq, CPU_D, dtype=dtype, seed=5)
+    lens = torch.tensor(seq_lens, dtype=torch.int32)
+    expected = paged_attention_decode_reference(q, k_cache, v_cache, lens, tables, CPU_D**-0.5)
+    assert_close(paged_attention_decode_cpu(q, k_cache, v_cache, lens, tables, CPU_D**-0.5), expected)

@@ -3,8 +3,11 @@ import torch
 from kernel_testing import DEVICE, DTYPES, GPU, assert_close, randn
 from paged_cases import paged_cache
 
-from kernels import reference
-from kernels.triton_ops.paged_attention_prefill import paged_attention_prefill
+from kernels.paged_attention_prefill import (
+    paged_attention_prefill_cpu,
+    paged_attention_prefill_reference,
+    paged_attention_prefill_triton,
+)
 
 # (q heads, kv heads, head_dim): GQA ratios 1, 3 (SmolLM2) and 8, head dims 64 and 128
 HEADS = [(4, 4, 128), (9, 3, 64), (16, 2, 128), (16, 2, 64)]
@@ -23,8 +26,8 @@ def _run(chunks: list[tuple[int, int]], hq: int, hk: int, d: int, dtype: torch.d
     q = randn(cu[-1], hq, d, dtype=dtype, seed=seed + 10)
     cu_seqlens = torch.tensor(cu, dtype=torch.int32, device=DEVICE)
     seq_lens = torch.tensor(seq_lens_list, dtype=torch.int32, device=DEVICE)
-    out = paged_attention_prefill(q, k_cache, v_cache, cu_seqlens, seq_lens, tables, d**-0.5, **kw)
-    assert_close(out, reference.paged_attention_prefill(q, k_cache, v_cache, cu_seqlens, seq_lens, tables, d**-0.5))
+    out = paged_attention_prefill_triton(q, k_cache, v_cache, cu_seqlens, seq_lens, tables, d**-0.5, **kw)
+    assert_close(out, paged_attention_prefill_reference(q, k_cache, v_cache, cu_seqlens, seq_lens, tables, d**-0.5))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -53,8 +56,38 @@ def test_prefill_rejects_mismatched_batch() -> None:
     q = randn(4, 4, 64, dtype=torch.float32, seed=56)
     cu = torch.tensor([0, 4, 4], dtype=torch.int32, device=DEVICE)
     with pytest.raises(ValueError, match="disagree"):
-        paged_attention_prefill(q, k_cache, v_cache, cu, torch.tensor([4], device=DEVICE), tables, 0.125)
+        paged_attention_prefill_triton(q, k_cache, v_cache, cu, torch.tensor([4], device=DEVICE), tables, 0.125)
 
 
 def test_prefill_head_dim_not_a_power_of_two() -> None:
     _run([(9, 0), (3, 20)], 4, 2, 80, torch.float16, 16, seed=57)
+
+
+# The CPU path (batched torch) against the reference: fp32 and bf16, GQA group 1 and 3, head dim 32, block 16
+CPU_DTYPES = [torch.float32, torch.bfloat16]
+BLK = 16
+CPU_D = 32
+
+
+@pytest.mark.parametrize("dtype", CPU_DTYPES)
+@pytest.mark.parametrize("group", [1, 3])
+@pytest.mark.parametrize(
+    "q_lens,seq_lens",
+    [
+        ([1], [1]),  # a one-token prompt
+        ([BLK - 1, BLK, BLK + 1], [BLK - 1, BLK, BLK + 1]),  # no cached prefix, block boundaries
+        ([5, 0, BLK + 1, 1], [BLK + 5, 7, 2 * BLK + 1, 3 * BLK - 1]),  # cached prefixes, empty, a decode
+        ([0, 3, 0], [4, 3, 9]),  # empty sequences around a chunk
+        ([1] * 5 + [20], [9, 17, 16, 33, 1, 40]),  # decodes riding along a prefill chunk
+    ],
+    ids=["one", "boundary", "prefix", "empty", "decodes"],
+)
+def test_cpu_prefill_matches_reference(dtype: torch.dtype, group: int, q_lens: list[int], seq_lens: list[int]) -> None:
+    hq, hk = 2 * group, 2
+    k_cache, v_cache, tables = paged_cache(seq_lens, BLK, hk, CPU_D, dtype, seed=len(q_lens) + group)
+    q = randn(sum(q_lens), hq, CPU_D, dtype=dtype, seed=6)
+    cu = torch.zeros(len(q_lens) + 1, dtype=torch.int32)
+    cu[1:] = torch.tensor(q_lens).cumsum(0)
+    lens = torch.tensor(seq_lens, dtype=torch.int32)
+    expected = paged_attention_prefill_reference(q, k_cache, v_cache, cu, lens, tables, CPU_D**-0.5)
+    assert_close(paged_attention_prefill_cpu(q, k_cache, v_cache, cu, lens, tables, CPU_D**-0.5), expected)

@@ -2,8 +2,7 @@ import pytest
 import torch
 from kernel_testing import DEVICE, DTYPES, GPU, assert_close, randn
 
-from kernels import reference
-from kernels.triton_ops.rotary import apply_rotary
+from kernels.rotary import apply_rotary_reference, apply_rotary_triton, rotary_cos_sin
 
 # (tokens, q heads, kv heads, head_dim): 1 token, SmolLM2 (9/3 heads, 64), GQA 8 at 128, Llama-8B on a GPU
 CASES = [(1, 4, 4, 64), (7, 9, 3, 64), (5, 16, 2, 128)] + ([(300, 32, 8, 128)] if GPU else [])
@@ -20,9 +19,9 @@ def test_apply_rotary_in_place_on_fused_qkv_views(dtype: torch.dtype, case: tupl
     v_before = qkv[:, (hq + hk) * d :].clone()
     q_ref, k_ref = q.clone(), k.clone()
     positions = torch.randint(0, 4096, (tokens,), generator=torch.Generator().manual_seed(22)).to(DEVICE)
-    cos_sin = reference.rotary_cos_sin(4096, d, 10000.0, device=DEVICE)
-    apply_rotary(q, k, positions, cos_sin)
-    reference.apply_rotary(q_ref, k_ref, positions, cos_sin)
+    cos_sin = rotary_cos_sin(4096, d, 10000.0, device=DEVICE)
+    apply_rotary_triton(q, k, positions, cos_sin)
+    apply_rotary_reference(q_ref, k_ref, positions, cos_sin)
     assert_close(q, q_ref)
     assert_close(k, k_ref)
     assert torch.equal(qkv[:, (hq + hk) * d :], v_before)  # v untouched
@@ -32,7 +31,7 @@ def test_apply_rotary_rejects_odd_head_dim() -> None:
     q = randn(2, 2, 63, dtype=torch.float32, seed=23)
     positions = torch.zeros(2, dtype=torch.int64, device=DEVICE)
     with pytest.raises(ValueError, match="even head dim"):
-        apply_rotary(q, q.clone(), positions, torch.zeros(8, 63, device=DEVICE))
+        apply_rotary_triton(q, q.clone(), positions, torch.zeros(8, 63, device=DEVICE))
 
 
 def test_apply_rotary_with_a_bf16_table() -> None:
@@ -41,8 +40,8 @@ def test_apply_rotary_with_a_bf16_table() -> None:
     k = randn(3, 2, 64, dtype=torch.bfloat16, seed=25)
     q_ref, k_ref = q.clone(), k.clone()
     positions = torch.tensor([0, 5, 200], device=DEVICE)
-    cos_sin = reference.rotary_cos_sin(256, 64, 10000.0, device=DEVICE).to(torch.bfloat16)
-    apply_rotary(q, k, positions, cos_sin)
-    reference.apply_rotary(q_ref, k_ref, positions, cos_sin)
+    cos_sin = rotary_cos_sin(256, 64, 10000.0, device=DEVICE).to(torch.bfloat16)
+    apply_rotary_triton(q, k, positions, cos_sin)
+    apply_rotary_reference(q_ref, k_ref, positions, cos_sin)
     assert_close(q, q_ref)
     assert_close(k, k_ref)

@@ -2,8 +2,7 @@ import pytest
 import torch
 from kernel_testing import DTYPES, GPU, assert_close, randn
 
-from kernels import reference
-from kernels.triton_ops.silu_and_mul import silu_and_mul
+from kernels.silu_and_mul import silu_and_mul_reference, silu_and_mul_triton
 
 # (tokens, intermediate): 1 token, SmolLM2's 1536, a non-power of two over two column tiles, Llama-8B on a GPU
 SHAPES = [(1, 64), (5, 1536), (3, 1500)] + ([(129, 14336)] if GPU else [])
@@ -13,15 +12,15 @@ SHAPES = [(1, 64), (5, 1536), (3, 1500)] + ([(129, 14336)] if GPU else [])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_silu_and_mul_matches_reference(dtype: torch.dtype, shape: tuple[int, int]) -> None:
     x = randn(shape[0], 2 * shape[1], dtype=dtype, seed=11, scale=4.0)
-    assert_close(silu_and_mul(x), reference.silu_and_mul(x))
+    assert_close(silu_and_mul_triton(x), silu_and_mul_reference(x))
 
 
 def test_silu_and_mul_reads_strided_rows() -> None:
     wide = randn(4, 300, dtype=torch.float32, seed=12)
     x = wide[:, :256]
-    assert_close(silu_and_mul(x), reference.silu_and_mul(x.contiguous()))
+    assert_close(silu_and_mul_triton(x), silu_and_mul_reference(x.contiguous()))
 
 
 def test_silu_and_mul_rejects_odd_width() -> None:
     with pytest.raises(ValueError, match=r"\[T, 2I\]"):
-        silu_and_mul(randn(2, 63, dtype=torch.float32, seed=13))
+        silu_and_mul_triton(randn(2, 63, dtype=torch.float32, seed=13))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from kernel_testing import DEVICE, GPU
 
-import kernels.ops
+from kernels import _dispatch
 from workers.model_config import ModelConfig
 from workers.models.llama import LlamaForCausalLM
 from workers.models.reference_run import SingleSequence
@@ -63,11 +63,10 @@ def test_smollm2_forward_on_triton_matches_reference(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = _smollm2(request)
-    monkeypatch.setenv("HEARTH_KERNELS", "reference")
+    monkeypatch.setattr(_dispatch, "MODE", "reference")
     expected = _greedy_logits(model)
-    monkeypatch.delenv("HEARTH_KERNELS")
-    if not GPU:  # route CPU tensors to the Triton wrappers (interpreter) instead of the references
-        monkeypatch.setattr(kernels.ops, "use_triton", lambda t: True)
+    # on a GPU the default; on CPU tensors it routes every op to the Triton wrappers (interpreter)
+    monkeypatch.setattr(_dispatch, "MODE", "auto" if GPU else "triton")
     actual = _greedy_logits(model)
     for step, (a, e) in enumerate(zip(actual, expected, strict=True)):
         assert not a.isnan().any(), f"step {step}: NaN logits"

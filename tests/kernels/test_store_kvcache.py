@@ -2,8 +2,7 @@ import pytest
 import torch
 from kernel_testing import DEVICE, DTYPES, randn
 
-from kernels import reference
-from kernels.triton_ops.store_kvcache import store_kvcache
+from kernels.store_kvcache import store_kvcache_reference, store_kvcache_triton
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -21,8 +20,8 @@ def test_store_kvcache_writes_only_mapped_slots(
     k_cache = torch.full((num_blocks, block_size, hk, d), float("nan"), dtype=dtype, device=DEVICE)
     v_cache = k_cache.clone()
     k_ref, v_ref = k_cache.clone(), v_cache.clone()
-    store_kvcache(k, v, k_cache, v_cache, slots)
-    reference.store_kvcache(k, v, k_ref, v_ref, slots)
+    store_kvcache_triton(k, v, k_cache, v_cache, slots)
+    store_kvcache_reference(k, v, k_ref, v_ref, slots)
     # bit-exact, NaN where nothing was written (equal_nan: unmapped slots must stay untouched)
     torch.testing.assert_close(k_cache, k_ref, atol=0, rtol=0, equal_nan=True)
     torch.testing.assert_close(v_cache, v_ref, atol=0, rtol=0, equal_nan=True)
@@ -37,7 +36,7 @@ def test_store_kvcache_from_fused_qkv_views() -> None:
     slots = torch.tensor([3, 4, 5, 6, 7], device=DEVICE)
     k_cache = torch.zeros(2, 8, hk, d, dtype=torch.float16, device=DEVICE)
     v_cache = torch.zeros_like(k_cache)
-    store_kvcache(k, v, k_cache, v_cache, slots)
+    store_kvcache_triton(k, v, k_cache, v_cache, slots)
     assert torch.equal(k_cache.view(-1, hk, d)[3:8], k)
     assert torch.equal(v_cache.view(-1, hk, d)[3:8], v)
 
@@ -46,4 +45,4 @@ def test_store_kvcache_rejects_mismatched_cache() -> None:
     k = randn(2, 3, 64, dtype=torch.float32, seed=34)
     cache = torch.zeros(2, 16, 4, 64, device=DEVICE)
     with pytest.raises(ValueError, match="cache shape"):
-        store_kvcache(k, k, cache, cache.clone(), torch.zeros(2, dtype=torch.int64, device=DEVICE))
+        store_kvcache_triton(k, k, cache, cache.clone(), torch.zeros(2, dtype=torch.int64, device=DEVICE))

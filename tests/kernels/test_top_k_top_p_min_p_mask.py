@@ -2,8 +2,7 @@ import pytest
 import torch
 from kernel_testing import DEVICE, GPU
 
-from kernels import reference
-from kernels.triton_ops.sampling import top_k_top_p_min_p_mask
+from kernels.top_k_top_p_min_p_mask import top_k_top_p_min_p_mask_reference, top_k_top_p_min_p_mask_triton
 
 VOCAB = 1000
 
@@ -53,8 +52,8 @@ def test_mask_equals_reference_exactly(block: int) -> None:
     top_k = torch.tensor([s[0] for s in SETTINGS], device=DEVICE)
     top_p = torch.tensor([s[1] for s in SETTINGS], device=DEVICE)
     min_p = torch.tensor([s[2] for s in SETTINGS], device=DEVICE)
-    out = top_k_top_p_min_p_mask(logits, top_k, top_p, min_p, block=block)
-    expected = reference.top_k_top_p_min_p_mask(logits, top_k, top_p, min_p)
+    out = top_k_top_p_min_p_mask_triton(logits, top_k, top_p, min_p, block=block)
+    expected = top_k_top_p_min_p_mask_reference(logits, top_k, top_p, min_p)
     kept = torch.isfinite(expected).sum(-1).tolist()
     assert kept[0] == VOCAB and kept[5] == 1 and 1 < kept[8] < 17  # the settings bite as intended
     assert_same_kept_sets(out, expected, logits, top_p)
@@ -68,12 +67,12 @@ def test_mask_full_vocabulary() -> None:
     top_k = torch.randint(0, 100, (batch,), generator=g).to(DEVICE)
     top_p = torch.rand(batch, generator=g).to(DEVICE)
     min_p = (torch.rand(batch, generator=g) * 0.1).to(DEVICE)
-    out = top_k_top_p_min_p_mask(logits, top_k, top_p, min_p)
-    assert_same_kept_sets(out, reference.top_k_top_p_min_p_mask(logits, top_k, top_p, min_p), logits, top_p)
+    out = top_k_top_p_min_p_mask_triton(logits, top_k, top_p, min_p)
+    assert_same_kept_sets(out, top_k_top_p_min_p_mask_reference(logits, top_k, top_p, min_p), logits, top_p)
 
 
 def test_mask_rejects_half_precision_logits() -> None:
     logits = torch.zeros(2, 8, dtype=torch.float16, device=DEVICE)
     off = torch.zeros(2, device=DEVICE)
     with pytest.raises(ValueError, match="fp32 logits"):
-        top_k_top_p_min_p_mask(logits, off.long(), off + 1, off)
+        top_k_top_p_min_p_mask_triton(logits, off.long(), off + 1, off)

@@ -1,5 +1,6 @@
-"""Pieces the paged attention kernels share: the dot with the right precision, one online-softmax step over a
-tile of keys gathered through the block table, and the launch-time choices (upcast under the interpreter)."""
+"""Triton pieces the paged attention kernels share: the dot with the right precision, one online-softmax step over
+a tile of keys gathered through the block table, and the launch-time choices (upcast under the interpreter).
+Imports triton at the top: only the ops' Triton builders import this module, so CPU processes never load it."""
 
 import os
 
