@@ -1,6 +1,6 @@
 """Logits -> next tokens for a batch of sequences, each with its own SamplingParams.
 
-Order: repetition/presence/frequency penalties, logit_bias, (logprobs taken here), temperature,
+Order: repetition/presence/frequency penalties, logit_bias, grammar masks (constrained rows), (logprobs taken here), temperature,
 top-k/top-p/min-p, then an inverse-CDF draw from the sequence's own generator when it has a seed. Every step is batched torch; Python loops only over the rows
 that use a rare feature (penalties, logit_bias, seeds), never over the vocabulary.
 """
@@ -10,6 +10,7 @@ import torch
 import kernels
 from workers.engine.outputs import SamplerOutput, TokenLogprob
 from workers.engine.sequence import Sequence
+from workers.structured.matcher import GrammarMasker
 
 
 class Sampler:
@@ -17,12 +18,15 @@ class Sampler:
         self.vocab_size = vocab_size
         self.device = torch.device(device)
         self.generator = torch.Generator(self.device).manual_seed(seed)  # for sequences without a seed
+        self.masker = GrammarMasker(vocab_size)  # constrained rows: -inf where the sequence's grammar forbids
 
     def __call__(self, logits: torch.Tensor, seqs: list[Sequence]) -> SamplerOutput:
         # logits: [N, V] fp32, one row per sampling sequence (V may exceed the tokenizer's vocab: padded rows)
         logits = logits.float()
         self._apply_penalties(logits, seqs)
         self._apply_logit_bias(logits, seqs)
+        if any(s.grammar is not None for s in seqs):
+            self.masker.apply(logits, [s.grammar for s in seqs])
         want_logprobs = [s.params.logprobs for s in seqs]
         # Logprobs are the log-softmax after penalties and logit_bias, before temperature and top-k/p: what the
         # model (as steered by the request) believes, independent of how the token is then drawn.
@@ -135,6 +139,7 @@ class Sampler:
                 out.append(None)
                 continue
             kk = s.params.top_logprobs
-            top = list(zip(top_ids[i][:kk], top_vals[i][:kk], strict=True)) if kk else []
+            # a grammar may allow fewer than k tokens: the forbidden ones (-inf) are not alternatives
+            top = [(t, v) for t, v in zip(top_ids[i][:kk], top_vals[i][:kk], strict=True) if v != float("-inf")]
             out.append(TokenLogprob(token_ids[i], chosen[i], top))
         return out

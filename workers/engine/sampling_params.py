@@ -6,6 +6,10 @@ out of range is an InvalidRequestError naming the parameter (a 400 invalid_reque
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xgrammar import CompiledGrammar
 
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20  # top_logprobs (chat) and logprobs (completions) are both capped here
@@ -49,6 +53,9 @@ class SamplingParams:
     logprobs: bool = False
     top_logprobs: int = 0  # 0..MAX_TOP_LOGPROBS
     skip_special_tokens: bool = True
+    # Constrained decoding: the output follows this grammar (compiled by workers.structured.compiler, off the
+    # stepping thread); each choice gets its own matcher. None: free text.
+    grammar: "CompiledGrammar | None" = None
 
     def validate(self, vocab_size: int) -> None:
         if not 1 <= self.n <= MAX_N:

@@ -122,6 +122,8 @@ class Scheduler:
         # the same continuation. Front of the queue, so it comes back first.
         self.running.remove(seq)
         self.block_manager.deallocate(seq)
+        if seq.grammar is not None:  # recompute keeps every output token, so this is a no-op unless tokens were lost
+            seq.grammar.sync(seq.num_output_tokens)
         seq.status = SequenceStatus.WAITING
         self.waiting.appendleft(seq)
         self.num_preemptions += 1
@@ -145,7 +147,11 @@ class Scheduler:
             seq.token_ids.append(token)
             if seq.num_output_tokens == 1 and seq.seq_id in self.forks:
                 self._fork(seq)
-            if token in seq.params.stop_token_ids or (token in self.eos_token_ids and not seq.params.ignore_eos):
+            # A grammar ends the output once complete (its mask then allows only a stop token), ignore_eos or not;
+            # a token it refuses (only possible if the mask was bypassed) ends it too rather than run off the grammar.
+            grammar_done = seq.grammar is not None and (not seq.grammar.accept(token) or seq.grammar.is_terminated)
+            if (grammar_done or token in seq.params.stop_token_ids
+                    or (token in self.eos_token_ids and not seq.params.ignore_eos)):
                 self.finish(seq, "stop")
             elif seq.num_output_tokens >= seq.max_tokens:
                 self.finish(seq, "length")

@@ -4,6 +4,7 @@ import torch
 
 from workers.engine.outputs import TokenLogprob
 from workers.engine.sampling_params import SamplingParams
+from workers.structured.matcher import GrammarState
 
 
 class SequenceStatus(Enum):
@@ -21,7 +22,7 @@ class Sequence:
     __slots__ = (
         "seq_id", "request_id", "index", "token_ids", "num_prompt_tokens", "num_computed_tokens",
         "num_cached_tokens", "block_table", "block_hashes", "status", "params", "adapter_id", "max_tokens",
-        "generator", "output_logprobs", "finish_reason", "leader", "detok", "arrival",
+        "generator", "output_logprobs", "finish_reason", "leader", "detok", "arrival", "grammar",
     )  # fmt: skip
 
     def __init__(
@@ -58,6 +59,8 @@ class Sequence:
         self.leader: Sequence | None = None  # choice 0 of an n > 1 request, until this choice is forked from it
         self.detok: object | None = None  # the engine's incremental detokenizer state
         self.arrival = arrival
+        # This choice's own grammar matcher (constrained decoding); advanced by the scheduler as tokens are appended.
+        self.grammar = GrammarState(params.grammar) if params.grammar is not None else None
 
     @property
     def num_tokens(self) -> int:
