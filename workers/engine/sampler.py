@@ -140,6 +140,6 @@ class Sampler:
                 continue
             kk = s.params.top_logprobs
             # a grammar may allow fewer than k tokens: the forbidden ones (-inf) are not alternatives
-            top = [(t, v) for t, v in zip(top_ids[i][:kk], top_vals[i][:kk], strict=True) if v != float("-inf")]
+            top = [(t, v) for t, v in zip(top_ids[i][:kk], top_vals[i][:kk], strict=True) if v != float("-inf")] if kk else []
             out.append(TokenLogprob(token_ids[i], chosen[i], top))
         return out
