@@ -2,7 +2,10 @@
 
 Archives come from strangers, so nothing here trusts a header: member names are checked (no absolute paths, no
 `..`, no links or devices), the member count is bounded, and every byte is counted as it is decompressed (a zip
-bomb stops at the bound, whatever its headers claim). Nothing is ever written to disk and nothing is unpickled.
+bomb stops at the bound, whatever its headers claim). Bounds come before the parsers' own work: a zip's central
+directory (entry count and size, from its end record) before zipfile reads it, a tar's GNU long-name / pax header
+sizes before tarfile reads them into memory, and the sizes of the tar members it would decompress to skip. Nothing is
+ever written to disk and nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 _CHUNK = 1 << 20
+# A long name or a pax record set needs a few KiB at most; tarfile reads the whole claimed size into memory.
+MAX_TAR_HEADER_BYTES = 64 << 10
+# Central directory: 46 bytes + name + extra + comment per entry; an adapter archive's is well under this.
+MAX_ZIP_DIRECTORY_BYTES = 1 << 20
+_SNIFF_BYTES = 16
+# Extended headers before one member: a long name, a long link name and a pax set or two are all a real one has.
+MAX_TAR_HEADER_CHAIN = 8
 
 
 class AdapterFileError(ValueError):
@@ -48,9 +58,31 @@ def pickle_refusal(filename: str) -> str:
     )
 
 
+def refusal_for(filename: str, head: bytes) -> str:
+    """Why a file with a pickle-style name (.bin, .pt, ...) is refused, from what its first bytes say it is."""
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):  # pickle protocol 2-5 opcode
+        return pickle_refusal(filename)
+    if head[:4] == b"PK\x03\x04":  # torch.save's format: a zip holding data.pkl
+        return pickle_refusal(filename)
+    if len(head) >= 9 and int.from_bytes(head[:8], "little") < 100 << 20 and head[8:9] == b"{":
+        return f"'{filename}' looks like a safetensors file; name it {WEIGHTS_NAME} and upload it with {CONFIG_NAME}."
+    return (
+        f"'{filename}' is not a recognised archive or safetensors file. Upload {CONFIG_NAME} and {WEIGHTS_NAME}, or "
+        "one .zip / .tar.gz of the adapter folder."
+    )
+
+
+def sniff(stream: IO[bytes]) -> bytes:
+    """The first bytes of an upload, leaving the stream where it was."""
+    head = stream.read(_SNIFF_BYTES)
+    stream.seek(0)
+    return head
+
+
 class _Budget:
     def __init__(self, max_bytes: int, max_members: int) -> None:
         self.bytes_left = max_bytes
+        self.declared_left = max_bytes
         self.members_left = max_members
         self.max_bytes = max_bytes
         self.max_members = max_members
@@ -60,15 +92,24 @@ class _Budget:
         if self.members_left < 0:
             raise AdapterFileError(f"The archive has more than {self.max_members} members; upload just the adapter.")
 
+    def declared(self, size: int) -> None:
+        """A tar member's size from its header: tarfile decompresses that much to reach the next header, read or not."""
+        self.declared_left -= size
+        if self.declared_left < 0:
+            raise self._too_big()
+
+    def _too_big(self) -> AdapterFileError:
+        return AdapterFileError(
+            f"The archive unpacks to more than {self.max_bytes // (1 << 20)} MiB; that is more than an "
+            "adapter needs (is it a zip bomb, or does it hold the base model?)."
+        )
+
     def read(self, stream: IO[bytes]) -> bytes:
         parts: list[bytes] = []
         while chunk := stream.read(min(_CHUNK, self.bytes_left + 1)):
             self.bytes_left -= len(chunk)
             if self.bytes_left < 0:
-                raise AdapterFileError(
-                    f"The archive unpacks to more than {self.max_bytes // (1 << 20)} MiB; that is more than an "
-                    "adapter needs (is it a zip bomb, or does it hold the base model?)."
-                )
+                raise self._too_big()
             parts.append(chunk)
         return b"".join(parts)
 
@@ -84,7 +125,27 @@ def _safe_name(name: str) -> PurePosixPath:
     return path
 
 
+def _check_zip_directory(stream: IO[bytes], budget: _Budget) -> None:
+    """The end record's entry count and directory size, before zipfile reads (and keeps) every entry."""
+    try:
+        end = zipfile._EndRecData(stream)  # what ZipFile itself reads first (zip64 aware); private, stable since 2.x
+    except OSError as exc:
+        raise AdapterFileError(f"The .zip archive can't be read: {exc}.") from None
+    finally:
+        stream.seek(0)
+    if end is None:
+        raise AdapterFileError("The .zip archive can't be read: it has no end-of-directory record.")
+    entries, directory_bytes = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+    if entries > budget.max_members:
+        raise AdapterFileError(f"The archive has {entries} members, more than {budget.max_members}; upload just the "
+                               "adapter.")
+    if directory_bytes > MAX_ZIP_DIRECTORY_BYTES:
+        raise AdapterFileError(f"The .zip archive's directory is {directory_bytes} bytes, more than an adapter's "
+                               f"needs ({MAX_ZIP_DIRECTORY_BYTES}).")
+
+
 def _zip_members(stream: IO[bytes], budget: _Budget) -> Iterator[tuple[PurePosixPath, IO[bytes] | None]]:
+    _check_zip_directory(stream, budget)
     try:
         archive = zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -105,11 +166,39 @@ def _zip_members(stream: IO[bytes], budget: _Budget) -> Iterator[tuple[PurePosix
                 raise AdapterFileError(f"The archive member '{info.filename}' can't be read: {exc}.") from None
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses a GNU long-name/long-link or pax header claiming more than MAX_TAR_HEADER_BYTES (tarfile would read it
+    whole into memory), sparse members (their extension headers chain without end), and a member preceded by more
+    than MAX_TAR_HEADER_CHAIN extended headers (tarfile parses the chain by recursion)."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED:
+            if self.size > MAX_TAR_HEADER_BYTES:
+                raise AdapterFileError(f"The archive has a {self.size}-byte extended header (long name or pax); "
+                                       f"more than {MAX_TAR_HEADER_BYTES} bytes is not an adapter archive.")
+            depth = archive.__dict__.get("_hearth_chain", 0) + 1  # kept on the archive being read
+            if depth > MAX_TAR_HEADER_CHAIN:
+                raise AdapterFileError(f"An archive member has more than {MAX_TAR_HEADER_CHAIN} extended headers; "
+                                       "refusing it.")
+            archive.__dict__["_hearth_chain"] = depth
+            try:
+                return super()._proc_member(archive)
+            finally:
+                archive.__dict__["_hearth_chain"] = depth - 1
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise AdapterFileError(f"The archive member '{self.name}' is a sparse file; refusing it.")
+        return super()._proc_member(archive)
+
+
+_EXTENDED = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+             tarfile.SOLARIS_XHDTYPE)
+
+
 def _tar_members(stream: IO[bytes], budget: _Budget) -> Iterator[tuple[PurePosixPath, IO[bytes] | None]]:
     try:
-        archive = tarfile.open(fileobj=stream, mode="r:*")
+        archive = tarfile.open(fileobj=stream, mode="r:*", tarinfo=_BoundedTarInfo)
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise AdapterFileError(f"The .tar.gz archive can't be read: {exc}.") from None
+        raise AdapterFileError(f"The tar archive can't be read: {exc}.") from None
     with archive:
         try:
             while (info := archive.next()) is not None:
@@ -121,6 +210,7 @@ def _tar_members(stream: IO[bytes], budget: _Budget) -> Iterator[tuple[PurePosix
                     continue
                 if not info.isfile():
                     raise AdapterFileError(f"The archive member '{info.name}' is not a regular file; refusing it.")
+                budget.declared(info.size)  # decompressed to reach the next header, whether read or not
                 yield path, archive.extractfile(info)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise AdapterFileError(f"The archive can't be read: {exc}.") from None
@@ -133,7 +223,8 @@ def read_archive(filename: str, stream: IO[bytes], *, max_bytes: int, max_member
     found: dict[str, dict[PurePosixPath, bytes]] = {CONFIG_NAME: {}, WEIGHTS_NAME: {}}
     for path, member in members:
         if is_pickle(path.name):
-            raise AdapterFileError(pickle_refusal(path.name))
+            head = member.read(_SNIFF_BYTES) if member is not None else b""
+            raise AdapterFileError(refusal_for(path.name, head))
         if path.name in found and member is not None:
             found[path.name][path.parent] = budget.read(member)
     return _pick(found)
@@ -154,9 +245,9 @@ def _pick(found: dict[str, dict[PurePosixPath, bytes]]) -> AdapterFiles:
 
 def read_loose_files(files: dict[str, IO[bytes]], *, max_bytes: int) -> AdapterFiles:
     """The two files uploaded side by side (already size-checked at upload; counted again here)."""
-    for name in files:
+    for name, f in files.items():
         if is_pickle(name):
-            raise AdapterFileError(pickle_refusal(name))
+            raise AdapterFileError(refusal_for(name, sniff(f)))
     missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if n not in files]
     if missing:
         raise AdapterFileError(f"The upload lacks {' and '.join(missing)}.")

@@ -20,9 +20,10 @@ from adapters.archive import (
     AdapterFiles,
     is_archive,
     is_pickle,
-    pickle_refusal,
     read_archive,
     read_loose_files,
+    refusal_for,
+    sniff,
 )
 from adapters.models import Adapter, BaseModelShape
 from adapters.validation import validate
@@ -47,8 +48,8 @@ def _check_files(files: Sequence[UploadedFile]) -> None:
         name = f.name or ""
         if not f.size:
             raise ApplicationError(f"The uploaded file '{name}' is empty.", field="files", code="empty")
-        if is_pickle(name):
-            raise ApplicationError(pickle_refusal(name), field="files", code="pickle")
+        if is_pickle(name):  # say what it really is: a pickle, misnamed safetensors, or neither
+            raise ApplicationError(refusal_for(name, sniff(f)), field="files", code="refused_file")
         total += f.size
     if total > conf.max_upload_bytes():
         raise ApplicationError(f"The upload is larger than {conf.max_upload_bytes() >> 20} MiB.", field="files")
