@@ -9,7 +9,7 @@ class BaseModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = BaseModel
         fields = [
-            "id", "slug", "public_name", "display_name", "architecture", "context_length",
+            "id", "slug", "public_name", "display_name", "architecture", "kind", "context_length",
             "price_input_per_mtok", "price_cached_input_per_mtok", "price_output_per_mtok", "created_at",
         ]
         read_only_fields = fields

@@ -19,6 +19,15 @@ def test_seeded_smollm2_has_decimal_prices():
     assert model.price_output_per_mtok == Decimal("0.20")
 
 
+@pytest.mark.django_db
+def test_seeded_embedding_model_has_its_kind_and_input_price():
+    model = BaseModel.objects.get(slug="all-minilm-l6-v2")
+    assert model.public_name == "accounts/hearth/models/all-minilm-l6-v2"
+    assert model.kind == "embedding" and model.architecture == "bert" and model.context_length == 256
+    assert model.price_input_per_mtok == Decimal("0.01") and model.price_output_per_mtok == Decimal("0")
+    assert BaseModel.objects.get(slug="smollm2-135m-instruct").kind == "chat"
+
+
 def test_catalog_readable_by_any_logged_in_user(logged_in):
     client = logged_in()
     listing = client.get("/api/v1/models")
@@ -26,6 +35,8 @@ def test_catalog_readable_by_any_logged_in_user(logged_in):
     assert "accounts/hearth/models/smollm2-135m-instruct" in [m["public_name"] for m in listing.json()]
     detail = client.get("/api/v1/models/smollm2-135m-instruct")
     assert detail.status_code == 200 and detail.json()["price_output_per_mtok"] == "0.200000"
+    assert detail.json()["kind"] == "chat"
+    assert client.get("/api/v1/models/all-minilm-l6-v2").json()["kind"] == "embedding"
     assert client.get("/api/v1/models/no-such-model").status_code == 404
     assert client.post("/api/v1/models", {}, format="json").status_code == 405
 
