@@ -23,7 +23,7 @@ from tenancy.api import request_account, request_membership
 MAX_RANGE = timedelta(days=366)
 
 
-def _instant(value: str, field: str) -> datetime:
+def parse_instant(value: str, field: str) -> datetime:
     try:
         if len(value) == 10:
             return datetime.combine(date.fromisoformat(value), time.min, tzinfo=UTC)
@@ -39,8 +39,8 @@ class UsageQuery(serializers.Serializer):
     group_by = serializers.ChoiceField(choices=GROUPS, default="day")
 
     def validate(self, attrs: dict) -> dict:
-        end = _instant(attrs["end"], "end") if attrs.get("end") else timezone.now()
-        start = _instant(attrs["start"], "start") if attrs.get("start") else end - timedelta(days=30)
+        end = parse_instant(attrs["end"], "end") if attrs.get("end") else timezone.now()
+        start = parse_instant(attrs["start"], "start") if attrs.get("start") else end - timedelta(days=30)
         if start >= end:
             raise ApplicationError("start must be before end.", field="start")
         if end - start > MAX_RANGE:

@@ -31,6 +31,17 @@ class ParsedEvent:
     started_at: datetime
     finished_at: datetime
     status: str
+    # Optional (older gateways send none): the route and variant that served a route's request, and when its first
+    # token reached the gateway (TTFT = first_token_at - started_at).
+    route_id: int | None = None
+    variant_id: int | None = None
+    first_token_at: datetime | None = None
+
+    @property
+    def ttft_ms(self) -> int | None:
+        if self.first_token_at is None:
+            return None
+        return max(0, round((self.first_token_at - self.started_at).total_seconds() * 1000))
 
 
 def _int(event: dict, name: str, *, nullable: bool = False) -> int | None:
@@ -67,6 +78,10 @@ def _time(event: dict, name: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+def _optional_int(event: dict, name: str) -> int | None:
+    return _int(event, name, nullable=True) if name in event else None
+
+
 def parse_event(raw: bytes | str | None) -> ParsedEvent:
     if raw is None:
         raise MalformedEvent("entry has no `event` field")
@@ -97,6 +112,9 @@ def parse_event(raw: bytes | str | None) -> ParsedEvent:
         started_at=_time(event, "started_at"),
         finished_at=_time(event, "finished_at"),
         status=status,
+        route_id=_optional_int(event, "route_id"),
+        variant_id=_optional_int(event, "variant_id"),
+        first_token_at=_time(event, "first_token_at") if event.get("first_token_at") is not None else None,
     )
     if parsed.cached_prompt_tokens > parsed.prompt_tokens:
         raise MalformedEvent("cached_prompt_tokens exceeds prompt_tokens")

@@ -19,9 +19,11 @@ from billing.spend import month_start, month_totals
 
 _INSERT_LEDGER = """
 INSERT INTO billing_usagerecord (request_id, account_id, api_key_id, base_model_id, adapter_id, prompt_tokens,
-    cached_prompt_tokens, completion_tokens, started_at, finished_at, status, price_version_id, cost_usd, ingested_at)
+    cached_prompt_tokens, completion_tokens, started_at, finished_at, status, price_version_id, cost_usd, route_id,
+    variant_id, ttft_ms, ingested_at)
 SELECT t.*, now() FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::int[], %s::int[],
-    %s::int[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::bigint[], %s::numeric[]) AS t
+    %s::int[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::bigint[], %s::numeric[], %s::bigint[],
+    %s::bigint[], %s::int[]) AS t
 ON CONFLICT (request_id) DO NOTHING
 RETURNING request_id
 """
@@ -136,7 +138,8 @@ def write_batch(events: list[ParsedEvent]) -> BatchResult:
             [m for _, m, _, _ in values], [e.adapter_id for e, *_ in values], [e.prompt_tokens for e, *_ in values],
             [e.cached_prompt_tokens for e, *_ in values], [e.completion_tokens for e, *_ in values],
             [e.started_at for e, *_ in values], [e.finished_at for e, *_ in values], [e.status for e, *_ in values],
-            [v for *_, v in values], [c for _, _, c, _ in values],
+            [v for *_, v in values], [c for _, _, c, _ in values], [e.route_id for e, *_ in values],
+            [e.variant_id for e, *_ in values], [e.ttft_ms for e, *_ in values],
         ])
         inserted = {row[0] for row in cur.fetchall()}
         result.num_inserted = len(inserted)

@@ -54,11 +54,17 @@ class UsageRecord(TenantOwnedModel):
     status = models.CharField(max_length=16)
     price_version = models.ForeignKey(PriceVersion, on_delete=models.PROTECT, related_name="+")
     cost_usd = models.DecimalField(**COST)
+    # A route's request: which route and variant served it (plain ids: deleting a route keeps its history).
+    route_id = models.BigIntegerField(null=True, blank=True)
+    variant_id = models.BigIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)  # first token at the gateway - started_at
     ingested_at = models.DateTimeField(auto_now_add=True)
 
     class Meta(TenantOwnedModel.Meta):
         db_table = "billing_usagerecord"
-        indexes = [models.Index(fields=["account", "finished_at"], name="usage_account_finished")]
+        indexes = [models.Index(fields=["account", "finished_at"], name="usage_account_finished"),
+                   models.Index(fields=["route_id", "finished_at"], name="usage_route_finished",
+                                condition=models.Q(route_id__isnull=False))]
 
     def __str__(self) -> str:
         return self.request_id

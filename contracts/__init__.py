@@ -9,7 +9,15 @@ torch-free: the control plane, billing, the gateway, the workers and the CLI all
   pubsub        the one reconnecting pub/sub listener (gateway and workers)
 """
 
-from contracts.api_keys import API_KEY_BODY_LENGTH, API_KEY_PREFIX, API_KEY_RE, api_key_hash
+from contracts.api_keys import (
+    API_KEY_BODY_LENGTH,
+    API_KEY_PREFIX,
+    API_KEY_RE,
+    API_KEY_SCOPES,
+    SCOPE_INFERENCE,
+    SCOPE_MANAGEMENT,
+    api_key_hash,
+)
 from contracts.http_headers import ACCOUNT_ID_HEADER, WORKER_SECRET_HEADER
 from contracts.rate_limits import DEFAULT_RPM_LIMIT, DEFAULT_TPM_LIMIT
 from contracts.redis_keys import (
@@ -18,6 +26,7 @@ from contracts.redis_keys import (
     KEYS_LAST_USED_HASH,
     KEYS_REVOKED_CHANNEL,
     RATE_LIMIT_PREFIX,
+    ROUTES_CHANGED_CHANNEL,
     SPEND_KEY_PREFIX,
     THROTTLE_KEY_PREFIX,
     USAGE_DEAD_STREAM,
@@ -39,12 +48,16 @@ __all__ = [
     "API_KEY_BODY_LENGTH",
     "API_KEY_PREFIX",
     "API_KEY_RE",
+    "API_KEY_SCOPES",
     "BILLING_STATE_KEY_PREFIX",
     "DEFAULT_RPM_LIMIT",
     "DEFAULT_TPM_LIMIT",
     "KEYS_LAST_USED_HASH",
     "KEYS_REVOKED_CHANNEL",
     "RATE_LIMIT_PREFIX",
+    "ROUTES_CHANGED_CHANNEL",
+    "SCOPE_INFERENCE",
+    "SCOPE_MANAGEMENT",
     "SPEND_KEY_PREFIX",
     "THROTTLE_KEY_PREFIX",
     "USAGE_DEAD_STREAM",

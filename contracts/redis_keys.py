@@ -10,10 +10,12 @@
 | KEYS_LAST_USED_HASH | hash key id -> unix seconds | gateway | Celery beat |
 | spend_key(account, YYYYMM), billing_state_key(account) | string / hash | billing | gateway billing guard |
 | THROTTLE_KEY_PREFIX + ... | counters with EX | control plane | control plane (every process) |
+| ROUTES_CHANGED_CHANNEL | pub/sub: account id | control plane (route CRUD) | gateways (re-read that account's routes) |
 """
 
 KEYS_REVOKED_CHANNEL = "hearth:keys:revoked"
 ADAPTERS_DELETED_CHANNEL = "hearth:adapters:deleted"
+ROUTES_CHANGED_CHANNEL = "hearth:routes:changed"  # control plane -> gateways: an account's routes changed (its id)
 
 WORKERS_SET = "hearth:workers"
 WORKER_KEY_PREFIX = "hearth:worker:"

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "catalog",
     "billing",
     "adapters",
+    "routes",
     "webapp",
 ]
 AUTH_USER_MODEL = "accounts.User"

@@ -7,12 +7,14 @@ from accounts import api as accounts_api
 from adapters.api import AdapterViewSet
 from catalog.api import BaseModelViewSet
 from keys.api import ApiKeyViewSet
+from routes.api import RouteViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("keys", ApiKeyViewSet, basename="apikey")
 router.register("account/members", accounts_api.MemberViewSet, basename="member")
 router.register("models", BaseModelViewSet, basename="basemodel")
 router.register("adapters", AdapterViewSet, basename="adapter")
+router.register("routes", RouteViewSet, basename="route")
 
 api_v1 = [
     path("auth/csrf", accounts_api.CsrfView.as_view(), name="auth-csrf"),

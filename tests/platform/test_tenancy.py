@@ -14,6 +14,7 @@ CROSS_TENANT_TESTS = {
     "keys.api.ApiKeyViewSet": ("tests/platform/test_tenancy.py", "test_other_accounts_key_is_404"),
     "accounts.api.MemberViewSet": ("tests/platform/test_tenancy.py", "test_other_accounts_members_are_invisible"),
     "adapters.api.AdapterViewSet": ("tests/adapters/test_adapter_api.py", "test_other_accounts_get_404"),
+    "routes.api.RouteViewSet": ("tests/platform/test_routes.py", "test_other_accounts_routes_are_404"),
 }
 
 
