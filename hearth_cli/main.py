@@ -1,4 +1,5 @@
 """hearth adapters upload ./my-lora --base smollm2-135m-instruct --name support-bot | list | delete NAME
+hearth routes create support --variant accounts/me/models/support-v3=90 --variant accounts/me/models/support-v4=10
 
 Talks to the control plane with an API key: HEARTH_API_KEY (hk_…) and HEARTH_API_BASE (default
 http://127.0.0.1:8000). Exit status 0 on success, 1 when the API refuses, 2 on bad usage.
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import TextIO
 
 import httpx
+
+from hearth_cli import routes as routes_cli
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 DEFAULT_BASE = "http://127.0.0.1:8000"
@@ -104,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     adapters.add_parser("list", help="list your adapters")
     rm = adapters.add_parser("delete", help="delete an adapter (by name or uid)")
     rm.add_argument("name")
+    routes_cli.add_parser(top)
     return parser
 
 
@@ -112,7 +116,9 @@ def main(argv: Sequence[str] | None = None, *, http: httpx.Client | None = None,
     out = out or sys.stdout
     try:
         client = _client(http)
-        if args.command == "upload":
+        if args.group == "routes":
+            routes_cli.run(client, args, out, _check, CliError)
+        elif args.command == "upload":
             _upload(client, args, out)
         elif args.command == "list":
             for a in _check(client.get("/api/v1/adapters")).json():

@@ -75,3 +75,29 @@ def test_missing_key(monkeypatch, capsys):
     monkeypatch.delenv("HEARTH_API_KEY", raising=False)
     assert main(["adapters", "list"]) == 1
     assert "HEARTH_API_KEY" in capsys.readouterr().err
+
+
+def test_routes_create_set_list_stats_delete(cli, django_capture_on_commit_callbacks, capsys):
+    from catalog.models import BaseModel
+
+    base = BaseModel.objects.get(slug="smollm2-135m-instruct").public_name
+    ready = Adapter(account=cli.account, name="v3", base_model=BaseModel.objects.get(slug="smollm2-135m-instruct"),
+                    status="ready")
+    ready.save()
+    own = f"accounts/{cli.account.slug}/models/v3"
+    code, out = cli("routes", "create", "support", "--variant", f"{own}=90", "--variant", f"{base}=10")
+    assert code == 0 and f"accounts/{cli.account.slug}/models/support" in out and "90.0%" in out, out
+    code, out = cli("routes", "set", "support", "--variant", f"{own}=1", "--variant", f"{base}=3")
+    assert code == 0 and "25.0%" in out and "75.0%" in out
+    code, out = cli("routes", "list")
+    assert code == 0 and out.count("support") == 2  # the route's name and its model name
+    code, out = cli("routes", "stats", "support")
+    assert code == 0 and own in out and base in out
+    code, _ = cli("routes", "create", "x", "--variant", "nonsense")
+    assert code == 1 and "MODEL=WEIGHT" in capsys.readouterr().err
+    code, _ = cli("routes", "create", "y", "--variant", "accounts/hearth/models/nope=1")
+    assert code == 1 and "no catalog model" in capsys.readouterr().err
+    code, out = cli("routes", "delete", "support")
+    assert code == 0 and "deleted route support" in out
+    code, _ = cli("routes", "stats", "support")
+    assert code == 1 and "no route named" in capsys.readouterr().err
