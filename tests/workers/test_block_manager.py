@@ -2,7 +2,7 @@
 
 import pytest
 
-from workers.engine.block_manager import BlockManager, hash_block
+from workers.engine.block_manager import BlockManager, chain_root, hash_block
 from workers.engine.sampling_params import SamplingParams
 from workers.engine.sequence import Sequence
 
@@ -108,6 +108,24 @@ def test_another_adapter_never_hits() -> None:
     assert bm.lookup(make_seq(prompt, adapter=None, seq_id=2)) == []
     assert len(bm.lookup(make_seq(prompt, adapter="a1", seq_id=3))) == 2
     assert hash_block(None, [1, 2], "a") != hash_block(None, [1, 2], None)
+
+
+def test_another_account_never_hits_and_its_own_always_does() -> None:
+    bm = BlockManager(num_blocks=16, block_size=BS)
+    prompt = list(range(13))  # 3 full blocks before the last token
+
+    def seq(account: str, seq_id: int, adapter: str | None = None) -> Sequence:
+        return Sequence(seq_id, f"r{seq_id}", 0, prompt, SamplingParams(), 8, adapter, account_id=account)
+
+    assert admit(bm, seq("acct-b", 0)) == 0
+    assert bm.lookup(seq("acct-a", 1)) == []  # the same text from another account: nothing cached for it
+    assert bm.lookup(seq("anon", 2)) == []
+    assert len(bm.lookup(seq("acct-b", 3))) == 3  # within the account caching is unchanged
+    assert bm.lookup(seq("acct-b", 4, adapter="a1")) == []  # the chain starts from (account, adapter)
+    assert admit(bm, seq("acct-a", 5)) == 0
+    assert len(bm.lookup(seq("acct-a", 6))) == 3
+    # Parts are length-prefixed: an account id can't be shaped to run into another account's root.
+    assert chain_root("ab", "c") != chain_root("a", "bc")
 
 
 def test_the_hash_chain_covers_the_whole_prefix() -> None:

@@ -13,6 +13,16 @@ from collections import OrderedDict, deque
 from workers.engine.sequence import Sequence
 
 
+def chain_root(account_id: str, adapter_id: str | None) -> bytes:
+    """Where a sequence's hash chain starts: its account and adapter, so identical prompts of two accounts never share
+    blocks (a cached-token count would otherwise tell one tenant what another sent)."""
+    h = hashlib.blake2b(b"hearth-prefix-root", digest_size=16)
+    for part in (account_id, adapter_id or ""):
+        raw = part.encode()
+        h.update(len(raw).to_bytes(4, "little") + raw)
+    return h.digest()
+
+
 def hash_block(prev: bytes | None, token_ids: list[int], adapter_id: str | None) -> bytes:
     # Chained and keyed by the adapter (LoRA changes K/V: the same tokens under another adapter are other KV).
     # A cryptographic hash, not Python's hash(): a crafted collision would hand one tenant another's KV.
@@ -60,7 +70,7 @@ class BlockManager:
         # seq.block_hashes memoises the chain; token ids of a full block never change
         while len(seq.block_hashes) <= i:
             j = len(seq.block_hashes)
-            prev = seq.block_hashes[j - 1] if j else None
+            prev = seq.block_hashes[j - 1] if j else chain_root(seq.account_id, seq.adapter_id)
             tokens = seq.token_ids[j * self.block_size : (j + 1) * self.block_size]
             seq.block_hashes.append(hash_block(prev, tokens, seq.adapter_id))
         return seq.block_hashes[i]

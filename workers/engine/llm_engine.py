@@ -7,6 +7,7 @@ it on the caller's thread and a bad request is answered before it reaches the st
 """
 
 import itertools
+import logging
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -16,16 +17,18 @@ import torch
 from workers.engine.config import EngineConfig
 from workers.engine.model_runner import DTYPES, ModelRunner, kv_block_bytes
 from workers.engine.output_processor import OutputProcessor
-from workers.engine.outputs import CompletionDelta
+from workers.engine.outputs import CompletionDelta, SamplerOutput
 from workers.engine.sampling_params import InvalidRequestError, SamplingParams
-from workers.engine.scheduler import Scheduler
-from workers.engine.sequence import Sequence
+from workers.engine.scheduler import ScheduledBatch, Scheduler
+from workers.engine.sequence import DEFAULT_ACCOUNT, Sequence
 from workers.engine.validation import check_request
 from workers.lora.manager import AdapterNotFoundError, LoraManager
 from workers.models.llama import LlamaForCausalLM
 
 if TYPE_CHECKING:
     from workers.tokenizer import Tokenizer
+
+log = logging.getLogger("hearth.worker.engine")
 
 
 class LLMEngine:
@@ -72,9 +75,10 @@ class LLMEngine:
 
     def new_request(
         self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, adapter_id: str | None = None,
-        *, param_names: Mapping[str, str] | None = None,
+        *, param_names: Mapping[str, str] | None = None, account_id: str | None = None,
     ) -> list[Sequence]:  # fmt: skip
-        """Validates a request and builds its sequences (one per choice); any thread. Raises InvalidRequestError."""
+        """Validates a request and builds its sequences (one per choice); any thread. Raises InvalidRequestError.
+        `account_id` namespaces the prefix cache (None: DEFAULT_ACCOUNT's)."""
         max_tokens = check_request(
             prompt_token_ids, params, vocab_size=self.vocab_size, max_model_len=self.max_model_len,
             param_names=param_names,
@@ -83,7 +87,8 @@ class LLMEngine:
             self.load_adapter(adapter_id)
         now = time.monotonic()
         return [
-            Sequence(next(self._seq_ids), request_id, i, prompt_token_ids, params, max_tokens, adapter_id, now)
+            Sequence(next(self._seq_ids), request_id, i, prompt_token_ids, params, max_tokens, adapter_id, now,
+                     account_id or DEFAULT_ACCOUNT)
             for i in range(params.n)
         ]
 
@@ -105,28 +110,62 @@ class LLMEngine:
         self.scheduler.add(seqs)
 
     def add_request(
-        self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, adapter_id: str | None = None
-    ) -> None:
-        self.add(self.new_request(request_id, prompt_token_ids, params, adapter_id))
+        self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, adapter_id: str | None = None,
+        *, account_id: str | None = None,
+    ) -> None:  # fmt: skip
+        self.add(self.new_request(request_id, prompt_token_ids, params, adapter_id, account_id=account_id))
 
     def abort_request(self, request_id: str) -> list[CompletionDelta]:
         """Ends a request's unfinished choices; -> their final deltas (finish_reason "abort")."""
+        return self._end_request(request_id, "abort")
+
+    def _end_request(self, request_id: str, reason: str) -> list[CompletionDelta]:
         deltas = []
         for seq in self._requests.pop(request_id, []):
             if not seq.is_finished:
-                self.scheduler.finish(seq, "abort")
+                self.scheduler.finish(seq, reason)
                 deltas.append(self.output_processor.delta(seq, [], ""))
         return deltas
 
     def step(self) -> list[CompletionDelta]:
+        """One step; a request whose sequence makes the step raise ends with finish_reason "error", alone."""
         batch = self.scheduler.schedule()
         if batch is None:
             return []
-        output = self.model_runner.run(batch)
+        failed: list[CompletionDelta] = []
+        try:
+            output = self.model_runner.run(batch)
+        except Exception:
+            log.exception("a step of %d sequences raised: running each alone to find the failing ones", len(batch.seqs))
+            batch, output, failed = self._run_alone(batch)
         seqs = self.scheduler.postprocess(batch, output)
-        deltas = self.output_processor.process(seqs, self.scheduler.finish)
+        deltas = failed + self.output_processor.process(seqs, self.scheduler.finish)
         self._reap(deltas)
         return deltas
+
+    def _run_alone(self, batch: ScheduledBatch) -> tuple[ScheduledBatch, SamplerOutput, list[CompletionDelta]]:
+        """Runs each sequence of a batch that raised by itself (rewriting the same KV slots is harmless): the requests
+        of those that raise again fail whole; the others go on with their own runs' samples."""
+        runs: list[SamplerOutput | None] = []
+        bad: set[str] = set()
+        for seq, n, samples in zip(batch.seqs, batch.num_new_tokens, batch.samples, strict=True):
+            try:
+                runs.append(self.model_runner.run(ScheduledBatch([seq], [n], [samples], n > 1, batch.pinned_adapters)))
+            except Exception:
+                log.exception("request %s fails: its sequence raises on its own", seq.request_id)
+                runs.append(None)
+                bad.add(seq.request_id)
+        keep = [i for i, seq in enumerate(batch.seqs) if seq.request_id not in bad]
+        kept = ScheduledBatch([batch.seqs[i] for i in keep], [batch.num_new_tokens[i] for i in keep],
+                              [batch.samples[i] for i in keep], any(batch.num_new_tokens[i] > 1 for i in keep),
+                              batch.pinned_adapters)  # fmt: skip
+        outs = [run for i in keep if (run := runs[i]) is not None]
+        tokens = [t for out in outs for t in out.token_ids]
+        logprobs = None
+        if any(out.logprobs is not None for out in outs):
+            logprobs = [lp for out in outs for lp in (out.logprobs or [None] * len(out.token_ids))]
+        failed = [d for request_id in bad for d in self._end_request(request_id, "error")]
+        return kept, SamplerOutput(tokens, logprobs), failed
 
     def _reap(self, deltas: list[CompletionDelta]) -> None:
         for request_id in {d.request_id for d in deltas if d.finished}:

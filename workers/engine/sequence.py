@@ -6,6 +6,8 @@ from workers.engine.outputs import TokenLogprob
 from workers.engine.sampling_params import SamplingParams
 from workers.structured.matcher import GrammarState
 
+DEFAULT_ACCOUNT = "anon"  # the prefix-cache namespace of requests that name no account (a worker tried alone)
+
 
 class SequenceStatus(Enum):
     WAITING = auto()
@@ -22,7 +24,7 @@ class Sequence:
     __slots__ = (
         "seq_id", "request_id", "index", "token_ids", "num_prompt_tokens", "num_computed_tokens",
         "num_cached_tokens", "block_table", "block_hashes", "status", "params", "adapter_id", "max_tokens",
-        "generator", "output_logprobs", "finish_reason", "leader", "detok", "arrival", "grammar",
+        "generator", "output_logprobs", "finish_reason", "leader", "detok", "arrival", "account_id", "grammar",
     )  # fmt: skip
 
     def __init__(
@@ -35,6 +37,7 @@ class Sequence:
         max_tokens: int,
         adapter_id: str | None = None,
         arrival: float = 0.0,
+        account_id: str = DEFAULT_ACCOUNT,
     ) -> None:
         self.seq_id = seq_id
         self.request_id = request_id
@@ -59,6 +62,7 @@ class Sequence:
         self.leader: Sequence | None = None  # choice 0 of an n > 1 request, until this choice is forked from it
         self.detok: object | None = None  # the engine's incremental detokenizer state
         self.arrival = arrival
+        self.account_id = account_id  # the prefix cache's hash chain starts from it: accounts never share blocks
         # This choice's own grammar matcher (constrained decoding); advanced by the scheduler as tokens are appended.
         self.grammar = GrammarState(params.grammar) if params.grammar is not None else None
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from contracts.worker_secret import worker_secret_problem
 from workers.server.app import DEFAULT_SERVED_MODEL_NAME, ServerSettings, create_app
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ log = logging.getLogger("hearth.worker")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m workers.server", description="Hearth inference worker")
     p.add_argument("--model", required=True, help="path to a .gguf file or a Hugging Face model folder")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1: listen wider only when told (--host 0.0.0.0)")
     p.add_argument("--port", type=int, default=8001)
     p.add_argument("--worker-id", default="w0")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="registry; default $REDIS_URL")
@@ -80,6 +81,11 @@ def build_engine(args: argparse.Namespace) -> object:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    secret = os.environ.get("HEARTH_WORKER_SECRET") or None
+    problem = worker_secret_problem(os.environ.get("HEARTH_ENV", "development"), secret)
+    if problem:  # before the model loads: refuse at once, not after a minute of loading
+        log.error("refusing to start: %s", problem)
+        return 2
     if not args.redis_url:
         log.warning("no --redis-url and no REDIS_URL: this worker will not register with any gateway")
     log.info("loading %s", args.model)
@@ -91,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         region=args.region,
         max_loras=args.max_loras,
         redis_url=args.redis_url,
-        worker_secret=os.environ.get("HEARTH_WORKER_SECRET") or None,
+        worker_secret=secret,
     )
     app = create_app(engine, settings)  # type: ignore[arg-type]
     config = uvicorn.Config(

@@ -17,7 +17,7 @@ import jinja2
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from contracts import WORKER_SECRET_HEADER, parse_worker_model_name, worker_model_name
+from contracts import ACCOUNT_ID_HEADER, WORKER_SECRET_HEADER, parse_worker_model_name, worker_model_name
 from workers.server import params as P
 from workers.server import serving
 from workers.server.adapter_events import AdapterDeletions
@@ -152,7 +152,7 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         prompt_ids = await asyncio.to_thread(w.chat_prompt_ids, messages)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival,
-                                            param_names=P.chat_param_names(req))
+                                            param_names=P.chat_param_names(req), account_id=_account(request))
         chunks = serving.ChatChunks(request_id, req.model, w.tokens, req.logprobs, req.n)
         if req.stream:
             return _sse_response(serving.sse_stream(stream, chunks, include_usage, continuous_usage=P.continuous_usage(req),
@@ -174,7 +174,7 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         prompt_ids = await asyncio.to_thread(w.tokenizer.encode, prompt) if isinstance(prompt, str) else list(prompt)
         request_id = f"cmpl-{uuid.uuid4().hex}"
         stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival,
-                                            param_names=P.COMPLETION_PARAM_NAMES)
+                                            param_names=P.COMPLETION_PARAM_NAMES, account_id=_account(request))
         logprobs = req.logprobs is not None
         chunks = serving.CompletionChunks(request_id, req.model, w.tokens, logprobs, req.n)
         if req.stream:
@@ -187,6 +187,12 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": request_id})
 
     return app
+
+
+def _account(request: Request) -> str | None:
+    """The calling account, as the gateway names it (trusted: /v1 sits behind the worker secret). It namespaces the
+    prefix cache; None (a client talking to the worker directly) gets the engine's default namespace."""
+    return request.headers.get(ACCOUNT_ID_HEADER) or None
 
 
 def _sse_response(body: AsyncIterator[str], request_id: str) -> StreamingResponse:

@@ -37,7 +37,7 @@ class EngineLike(Protocol):
     # Any thread: pure validation and construction (may load an adapter into host memory).
     def new_request(
         self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, adapter_id: str | None = None,
-        *, param_names: Mapping[str, str] | None = None,
+        *, param_names: Mapping[str, str] | None = None, account_id: str | None = None,
     ) -> list[Sequence]: ...  # fmt: skip
 
     def resident_adapters(self) -> list[str]: ...
@@ -175,16 +175,19 @@ class AsyncEngine:
         arrival: float | None = None,
         *,
         param_names: Mapping[str, str] | None = None,
+        account_id: str | None = None,
     ) -> RequestStream:
         """Validates the request here, then hands it to the engine thread; raises InvalidRequestError (bad input,
-        unknown adapter: `param_names` maps the engine's parameter names to the client's)."""
+        unknown adapter: `param_names` maps the engine's parameter names to the client's). `account_id` namespaces
+        the prefix cache."""
         if self._loop is None or self._thread is None:
             raise EngineError("The engine is not running.")
         args = (request_id, prompt_token_ids, params, adapter_id)
         if adapter_id is None:
-            seqs = self.engine.new_request(*args, param_names=param_names)
+            seqs = self.engine.new_request(*args, param_names=param_names, account_id=account_id)
         else:  # the first request for an adapter reads it from the store: off the event loop
-            seqs = await asyncio.to_thread(self.engine.new_request, *args, param_names=param_names)
+            seqs = await asyncio.to_thread(self.engine.new_request, *args, param_names=param_names,
+                                           account_id=account_id)
         out: asyncio.Queue[StreamItem] = asyncio.Queue()
         accepted: asyncio.Future[None] = self._loop.create_future()
         arrival = time.perf_counter() if arrival is None else arrival
@@ -289,10 +292,15 @@ class AsyncEngine:
                 continue  # aborted between scheduling and now
             per_request.setdefault(delta.request_id, []).append(delta)
             self._account(tracked, delta, now)
-        batch = []
+        batch: list[tuple[asyncio.Queue[StreamItem], StreamItem]] = []
         for request_id, items in per_request.items():
             tracked = self._tracked[request_id]
-            batch.append((tracked.out, items))
+            good = [d for d in items if d.finish_reason != "error"]
+            if good:
+                batch.append((tracked.out, good))
+            if len(good) < len(items):  # this request made the step raise; the engine ended it, the rest went on
+                batch.append((tracked.out, EngineError("The engine failed while serving this request.")))
+                tracked.finished.update(range(tracked.n))
             if len(tracked.finished) >= tracked.n:
                 del self._tracked[request_id]
         if batch:

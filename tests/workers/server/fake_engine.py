@@ -21,6 +21,7 @@ class FakeTokenizer:
 
     vocab_size = 257
     eos_token_ids = [0]
+    chat_template = None  # no tool layout of its own
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return [b + 1 for b in text.encode()]
@@ -49,7 +50,8 @@ class FakeEngine:
         self._ids = itertools.count()
 
     def new_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, adapter_id=None,
-                    *, param_names: Mapping[str, str] | None = None) -> list[Sequence]:
+                    *, param_names: Mapping[str, str] | None = None,
+                    account_id: str | None = None) -> list[Sequence]:
         max_tokens = check_request(prompt_token_ids, params, vocab_size=self.vocab_size,
                                    max_model_len=self.max_model_len, param_names=param_names)
         return [Sequence(next(self._ids), request_id, i, prompt_token_ids, params, max_tokens, adapter_id)
