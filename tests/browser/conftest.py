@@ -57,7 +57,7 @@ def stack() -> Iterator[Stack]:
     env.update(HEARTH_HOME=str(home), HEARTH_GATEWAY_URL=gateway, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack", "--home", str(home), "--port", str(port), "--gateway-port",
-         str(gateway_port), "--worker-port", str(worker_port), "--stripe", "local"],
+         str(gateway_port), "--worker-port", str(worker_port), "--embedding-port", str(free_port()), "--stripe", "local"],
         cwd=REPO_ROOT / "platform", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()

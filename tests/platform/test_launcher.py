@@ -69,7 +69,7 @@ def launcher(hearth_home: Path, request: pytest.FixtureRequest) -> Iterator[tupl
     port = free_port()
     skip = ("DATABASE_URL", "REDIS_URL", "HEARTH_TEST_DATABASE_NAME", "HEARTH_STRIPE_API_KEY")
     env = {k: v for k, v in os.environ.items() if k not in skip}
-    without = getattr(request, "param", "gateway,worker")
+    without = getattr(request, "param", "gateway,worker,embeddings")
     env.update(HEARTH_HOME=str(hearth_home), HEARTH_UP_WITHOUT=without)
     state_file = hearth_home / "run" / "launcher.json"
     state_file.unlink(missing_ok=True)
@@ -114,7 +114,7 @@ def test_up_serves_then_ctrl_c_leaves_nothing(launcher, hearth_home):
 
 # Celery and the billing ingest run as the same kind of Child as uvicorn (covered above); leaving them out here saves
 # ~10 s of start-up.
-@pytest.mark.parametrize("launcher", ["gateway,worker,celery,billing"], indirect=True)
+@pytest.mark.parametrize("launcher", ["gateway,worker,embeddings,celery,billing"], indirect=True)
 def test_killed_launcher_takes_its_children_along(launcher, hearth_home):
     proc, state, _port = launcher
     pids = list(state["pids"].values())

@@ -1,4 +1,5 @@
 """Our BERT forward over a packed batch: embeddings + LayerNorm, bidirectional attention, GELU MLP. No KV cache.
+LayerNorms go through kernels/ (Triton on CUDA); the GEMMs, exact GELU and SDPA are torch's own.
 
 Sequences arrive packed, `input_ids [T]` with `cu_seqlens [B+1]`, so the linear layers never see padding; only
 attention runs on a padded `[B, H, S_max, D]` view with a key mask (padding costs O(B * S_max^2), not the GEMMs').
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
+from kernels import add_layer_norm, layer_norm
 from workers.embeddings.config import EncoderConfig, load_encoder_config
 
 
@@ -111,15 +113,15 @@ class BertEncoder:
         """Last hidden states of every token, packed: `[T, hidden]`."""
         c = self.config
         x = self.word_embeddings[batch.input_ids] + self.position_embeddings[batch.positions]  # [T, h]
-        x = F.layer_norm(x, (c.hidden_size,), self.emb_norm_weight, self.emb_norm_bias, c.layer_norm_eps)
+        x = layer_norm(x, self.emb_norm_weight, self.emb_norm_bias, c.layer_norm_eps)
         attn = _PaddedAttention(batch, c.num_heads, c.head_dim)
         for layer in self.layers:
             qkv = F.linear(x, layer.qkv_weight, layer.qkv_bias)  # [T, 3h]
             a = F.linear(attn(qkv), layer.out_weight, layer.out_bias)
-            x = F.layer_norm(a + x, (c.hidden_size,), layer.attn_norm_weight, layer.attn_norm_bias, c.layer_norm_eps)
+            x = add_layer_norm(a, x, layer.attn_norm_weight, layer.attn_norm_bias, c.layer_norm_eps)
             m = F.gelu(F.linear(x, layer.up_weight, layer.up_bias))  # [T, intermediate]; BERT's gelu is erf-exact
             m = F.linear(m, layer.down_weight, layer.down_bias)
-            x = F.layer_norm(m + x, (c.hidden_size,), layer.mlp_norm_weight, layer.mlp_norm_bias, c.layer_norm_eps)
+            x = add_layer_norm(m, x, layer.mlp_norm_weight, layer.mlp_norm_bias, c.layer_norm_eps)
         return x
 
 
