@@ -3,6 +3,7 @@ Tenant scope comes from tenancy.api.request_account and the fail-closed managers
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -101,6 +102,9 @@ class PaymentMethodView(APIView):
         return Response({"monthly_spend_limit_usd": str(profile.monthly_spend_limit_usd), "has_payment_method": True})
 
 
+_IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class CreditsIn(serializers.Serializer):
     amount_usd = serializers.DecimalField(max_digits=9, decimal_places=2, min_value=Decimal("1.00"),
                                           max_value=Decimal("10000.00"))
@@ -112,7 +116,11 @@ class CreditsView(APIView):
         require_admin(request)
         body = CreditsIn(data=request.data)
         body.is_valid(raise_exception=True)
-        purchase = stripe_billing.credits_purchase(account=request_account(request), **body.validated_data)
+        key = request.headers.get("Idempotency-Key") or None  # a retried request then charges once
+        if key is not None and not _IDEMPOTENCY_KEY_RE.fullmatch(key):
+            raise ApplicationError("Idempotency-Key is 1-64 letters, digits, '-' or '_'.", field="Idempotency-Key")
+        purchase = stripe_billing.credits_purchase(account=request_account(request), idempotency_key=key,
+                                                   **body.validated_data)
         profile = billing_profile_get(account=request_account(request))
         return Response({"payment_intent_id": purchase.stripe_payment_intent_id, "status": purchase.status,
                          "credit_balance_usd": str(profile.credit_balance_usd)}, status=status.HTTP_201_CREATED)

@@ -9,12 +9,13 @@ so re-running a period job long after finds its work done instead of billing twi
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
 import stripe
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
 from accounts.models import Account
@@ -217,15 +218,25 @@ def invoice_create_and_pay(*, account: Account, period: date) -> Invoice | None:
 
 
 def invoice_status_set(*, stripe_invoice_id: str, paid: bool) -> Invoice | None:
-    """From a webhook or the pay call. A failed payment pauses the account's inference until an invoice is paid."""
-    invoice = Invoice.dangerously_unscoped.filter(stripe_invoice_id=stripe_invoice_id).first()  # by Stripe's id
-    if invoice is None:
-        return None
-    if invoice.status != Invoice.Status.PAID:  # paid is final; a late failure event can't undo it
-        invoice.status = Invoice.Status.PAID if paid else Invoice.Status.PAYMENT_FAILED
-        invoice.save(update_fields=["status", "updated_at"])
-    account = Account.objects.get(pk=invoice.account_id)
-    payment_status_set(account=account, status="ok" if paid else BillingProfile.PaymentStatus.PAYMENT_FAILED)
+    """From a webhook or the pay call, in any order and any number of times. `paid` is final: a late or redelivered
+    `invoice.payment_failed` can't undo it. The account's payment status follows all of its invoices: failed while
+    any is unpaid after a failed charge, ok once none is (a failure of last month stays failed when this month's
+    invoice is paid)."""
+    with transaction.atomic():
+        invoice = (Invoice.dangerously_unscoped.select_for_update()  # by Stripe's id; the row names its account
+                   .filter(stripe_invoice_id=stripe_invoice_id).first())
+        if invoice is None:
+            return None
+        new_status = Invoice.Status.PAID if paid else Invoice.Status.PAYMENT_FAILED
+        if invoice.status != Invoice.Status.PAID and invoice.status != new_status:
+            invoice.status = new_status
+            invoice.save(update_fields=["status", "updated_at"])
+        elif invoice.status == Invoice.Status.PAID and not paid:
+            log.info("invoice %s: payment failure reported after it was paid; ignored", stripe_invoice_id)
+        account = Account.objects.get(pk=invoice.account_id)
+        failing = Invoice.objects.for_account(account).filter(status=Invoice.Status.PAYMENT_FAILED).exists()
+        payment_status_set(account=account, status=BillingProfile.PaymentStatus.PAYMENT_FAILED if failing
+                           else BillingProfile.PaymentStatus.OK)
     return invoice
 
 
@@ -243,24 +254,65 @@ def period_close(*, period: date) -> list[Invoice]:
     return invoices
 
 
-def credits_purchase(*, account: Account, amount_usd: Decimal) -> CreditPurchase:
-    """Charges the default card now (a PaymentIntent, confirmed off-session); credits land when it succeeds."""
+CREDITS_PURPOSE = "credits"
+
+
+def credits_purchase(*, account: Account, amount_usd: Decimal, idempotency_key: str | None = None) -> CreditPurchase:
+    """Charges the default card now (a PaymentIntent, confirmed off-session); credits land when it succeeds.
+
+    Recoverable at every step: the PaymentIntent carries an idempotency key (the caller's, so a retried request
+    charges once; else a fresh one) and, in its metadata, the account and amount; if this process dies after Stripe
+    confirmed it and before our row exists, the `payment_intent.succeeded` webhook creates the row from that
+    metadata (credit_purchase_settle) and the credits still land, once."""
     profile = billing_profile_get(account=account)
     if not profile.default_payment_method_id:
         raise ApplicationError("Add a card before buying credits.", field="amount_usd", code="no_payment_method")
     amount_usd = Decimal(amount_usd)
+    key = f"hearth-credits-{account.pk}-{idempotency_key or uuid.uuid4().hex}"
     intent = stripe_client().v1.payment_intents.create({
         "amount": to_cents(amount_usd), "currency": "usd", "customer": customer_ensure(account=account),
         "payment_method": profile.default_payment_method_id, "confirm": True, "off_session": True,
-        "metadata": {"hearth_account_id": str(account.pk), "hearth_purpose": "credits"},
-    })
-    purchase = CreditPurchase.objects.for_account(account).create(
-        account=account, amount_usd=amount_usd, stripe_payment_intent_id=intent.id
-    )
+        "metadata": {"hearth_account_id": str(account.pk), "hearth_purpose": CREDITS_PURPOSE,
+                     "hearth_amount_usd": str(amount_usd), "hearth_key": key},
+    }, {"idempotency_key": key})
+    purchase = _purchase_for(intent.id, account_id=account.pk, amount_usd=amount_usd)
     if intent.status in ("succeeded", "canceled", "requires_payment_method"):
         credit_purchase_settle(payment_intent_id=intent.id, succeeded=intent.status == "succeeded")
         purchase.refresh_from_db()
     return purchase
+
+
+def _purchase_for(payment_intent_id: str, *, account_id: int, amount_usd: Decimal) -> CreditPurchase:
+    """The purchase row of a PaymentIntent, made if missing (the webhook may have made it first)."""
+    try:
+        with transaction.atomic():
+            purchase, _ = CreditPurchase.dangerously_unscoped.get_or_create(  # keyed by Stripe's id
+                stripe_payment_intent_id=payment_intent_id,
+                defaults={"account_id": account_id, "amount_usd": amount_usd},
+            )
+    except IntegrityError:  # the webhook inserted it between our read and our insert
+        purchase = CreditPurchase.dangerously_unscoped.get(stripe_payment_intent_id=payment_intent_id)
+    return purchase
+
+
+def credit_purchase_recover(intent: stripe.StripeObject) -> CreditPurchase | None:
+    """A PaymentIntent event for a purchase we have no row for: the row from the intent's own metadata, or None if
+    the intent isn't one of our credit purchases."""
+    meta = metadata(intent)
+    if meta.get("hearth_purpose") != CREDITS_PURPOSE or not meta.get("hearth_account_id", "").isdigit():
+        return None
+    account_id = int(meta["hearth_account_id"])
+    if not Account.objects.filter(pk=account_id).exists():
+        log.warning("payment intent %s names account %s, which does not exist", intent.id, account_id)
+        return None
+    try:
+        amount_usd = Decimal(meta["hearth_amount_usd"])
+    except (KeyError, ArithmeticError):
+        amount_usd = Decimal(intent.amount) / 100
+    if to_cents(amount_usd) != intent.amount:  # metadata is ours, but the charged amount is what counts
+        amount_usd = Decimal(intent.amount) / 100
+    log.warning("credit purchase %s recovered from the payment intent's metadata (account %s)", intent.id, account_id)
+    return _purchase_for(intent.id, account_id=account_id, amount_usd=amount_usd)
 
 
 @transaction.atomic

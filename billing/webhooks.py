@@ -1,5 +1,7 @@
 """POST /api/v1/billing/stripe/webhook: Stripe's signed events. The signature is checked before anything is read
-(bad or missing -> 400, nothing changes); handlers are idempotent, since Stripe delivers at least once."""
+(bad or missing -> 400, nothing changes); handlers are idempotent and independent of delivery order, since Stripe
+delivers at least once and in any order: an invoice's `paid` is final, and the account's payment status is derived
+from all its invoices; a PaymentIntent settles its purchase once, found by id or else by its metadata."""
 
 from __future__ import annotations
 
@@ -26,7 +28,11 @@ def _handle(event: Any) -> None:
     elif event.type == "invoice.payment_failed":
         stripe_billing.invoice_status_set(stripe_invoice_id=obj.id, paid=False)
     elif event.type in ("payment_intent.succeeded", "payment_intent.payment_failed"):
-        stripe_billing.credit_purchase_settle(payment_intent_id=obj.id, succeeded=event.type.endswith("succeeded"))
+        succeeded = event.type.endswith("succeeded")
+        if stripe_billing.credit_purchase_settle(payment_intent_id=obj.id, succeeded=succeeded) is None:
+            # No row: the purchase call died after Stripe confirmed it. The intent's metadata says whose it is.
+            if stripe_billing.credit_purchase_recover(obj) is not None:
+                stripe_billing.credit_purchase_settle(payment_intent_id=obj.id, succeeded=succeeded)
 
 
 class StripeWebhookView(APIView):

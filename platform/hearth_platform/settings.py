@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
+from celery.schedules import crontab
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEARTH_HOME = Path(os.environ.get("HEARTH_HOME", REPO_ROOT / ".hearth"))
 HEARTH_ENV = os.environ.get("HEARTH_ENV", "development")
@@ -140,12 +142,32 @@ WHITENOISE_USE_FINDERS = DEBUG  # serve admin/static assets without collectstati
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "0") == "1"
+
+
+def cron_schedule(spec: str) -> crontab:
+    """A five-field cron line (minute hour day-of-month month day-of-week, UTC) as Celery's crontab."""
+    fields = spec.split()
+    if len(fields) != 5:
+        raise RuntimeError(f"expected a five-field cron line, got {spec!r}")
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    return crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
+                   day_of_week=day_of_week)
+
+
 CELERY_BEAT_SCHEDULE = {
     # The gateways' key touches (Redis hash contracts.KEYS_LAST_USED_HASH) into keys_apikey.last_used_at. `expires`: a run
     # that waited longer than one period is dropped, the next one carries the same data.
     "keys-flush-last-used": {"task": "keys.tasks.flush_key_last_used", "schedule": 10.0, "options": {"expires": 10}},
-    # Uploads whose validation task never reached the broker stay `pending`; sweep them back into the queue.
+    # Uploads whose validation task never reached the broker stay `pending`, and those whose task died stay
+    # `validating`; sweep them back into the queue.
     "adapters-requeue-pending": {"task": "adapters.requeue_pending", "schedule": 60.0, "options": {"expires": 60}},
+    # Invoice the month that just ended. Days 1-3: a run missed (beat or workers down) or a declined card is tried
+    # again; the job is idempotent (paid invoices and pushed items are found, not made twice).
+    "billing-close-period": {
+        "task": "billing.close_period",
+        "schedule": cron_schedule(os.environ.get("HEARTH_BILLING_CLOSE_PERIOD_CRON", "0 1 1-3 * *")),
+        "options": {"expires": 3600},
+    },
 }
 
 LOGGING = {
