@@ -7,6 +7,7 @@ other pieces with `from kernels.rms_norm import rms_norm_reference` (or importli
 `import kernels.rms_norm as m`, which would hand back the function.
 """
 
+from kernels.gelu_tanh_and_mul import gelu_tanh_and_mul
 from kernels.layer_norm import add_layer_norm, layer_norm
 from kernels.lora import lora_expand, lora_shrink
 from kernels.paged_attention_decode import paged_attention_decode
@@ -21,6 +22,7 @@ __all__ = [
     "add_layer_norm",
     "add_rms_norm",
     "apply_rotary",
+    "gelu_tanh_and_mul",
     "layer_norm",
     "lora_expand",
     "lora_shrink",

@@ -24,6 +24,13 @@ def check_paged_inputs(
         raise ValueError(f"block_tables must be [B, max_blocks] with contiguous rows, got {tuple(block_tables.shape)}")
 
 
+def check_attention_options(sliding_window: int | None, logits_soft_cap: float | None) -> None:
+    if sliding_window is not None and sliding_window < 1:
+        raise ValueError(f"sliding_window must be >= 1 (or None for full attention), got {sliding_window}")
+    if logits_soft_cap is not None and not logits_soft_cap > 0:
+        raise ValueError(f"logits_soft_cap must be > 0 (or None), got {logits_soft_cap}")
+
+
 # -- the reference: one sequence at a time ------------------------------------------------------------------------
 
 
@@ -34,17 +41,27 @@ def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, seq_len: int) -> t
     return cache[block_table[:num_blocks].long()].reshape(-1, *cache.shape[2:])[:seq_len]
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_start: int, scale: float) -> torch.Tensor:
-    # q: [Lq, Hq, D] at absolute positions q_start..; k, v: [Lk, Hk, D] at 0..Lk-1; causal; -> [Lq, Hq, D]
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_start: int, scale: float,
+    sliding_window: int | None = None, logits_soft_cap: float | None = None,
+) -> torch.Tensor:
+    # q: [Lq, Hq, D] at absolute positions q_start..; k, v: [Lk, Hk, D] at 0..Lk-1; causal; -> [Lq, Hq, D].
+    # sliding_window W: query p sees keys p - W + 1 .. p (itself included, as transformers counts);
+    # logits_soft_cap c: scores become c * tanh(scores / c) before the mask (Gemma 2)
     lq, hq, _ = q.shape
     lk, hk, _ = k.shape
     group = hq // hk
     kk = k.float().repeat_interleave(group, dim=1)
     vv = v.float().repeat_interleave(group, dim=1)
     scores = torch.einsum("qhd,khd->hqk", q.float(), kk) * scale
+    if logits_soft_cap is not None:
+        scores = torch.tanh(scores / logits_soft_cap) * logits_soft_cap
     qpos = torch.arange(q_start, q_start + lq, device=q.device)[:, None]
     kpos = torch.arange(lk, device=q.device)[None, :]
-    scores = scores.masked_fill(kpos > qpos, float("-inf"))
+    masked = kpos > qpos
+    if sliding_window is not None:
+        masked |= kpos <= qpos - sliding_window
+    scores = scores.masked_fill(masked, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     return torch.einsum("hqk,khd->qhd", probs, vv).to(q.dtype)
 

@@ -33,12 +33,13 @@ def _dot(a, b, IEEE: tl.constexpr):
 
 @triton.jit
 def _attend_tile(
-    q, m_i, l_i, acc, kc_ptr, vc_ptr, bt_row_ptr, n, key_ok, kvh, scale_log2,
+    q, m_i, l_i, acc, kc_ptr, vc_ptr, bt_row_ptr, n, key_ok, kvh, scale_log2, soft_cap_log2,
     stride_kb, stride_kt, stride_kh, stride_vb, stride_vt, stride_vh, block_size, dims, dmask,
-    UPCAST: tl.constexpr, IEEE: tl.constexpr,
+    UPCAST: tl.constexpr, IEEE: tl.constexpr, SOFT_CAP: tl.constexpr,
 ):  # fmt: skip
-    # q: [M, D]; n: [N] key positions; key_ok: [M, N] (causal and length mask). Scores are scaled by
-    # scale·log2(e) after the fp32-accumulated dot (exp2 is the fast path).
+    # q: [M, D]; n: [N] key positions; key_ok: [M, N] (causal, length and window mask). Scores are scaled by
+    # scale·log2(e) after the fp32-accumulated dot (exp2 is the fast path). SOFT_CAP: c·tanh(s / c) in the same
+    # log2 domain (soft_cap_log2 = c·log2(e)), tanh(x) = 1 - 2 / (exp(2x) + 1) (saturates cleanly at ±1).
     # Keys are gathered through the block table, so any block_size works; offsets are int64 (big caches).
     col_ok = tl.max(key_ok.to(tl.int32), 0) > 0  # [N] keys any row needs; the others are never read
     blk = tl.load(bt_row_ptr + n // block_size, mask=col_ok, other=0).to(tl.int64)
@@ -51,6 +52,9 @@ def _attend_tile(
         k = k.to(tl.float32)
         v = v.to(tl.float32)
     s = _dot(q, k, IEEE) * scale_log2  # [M, N], log2 domain
+    if SOFT_CAP:
+        # x = s / soft_cap_log2; exp(2x) = exp2(2x·log2(e))
+        s = soft_cap_log2 * (1.0 - 2.0 / (tl.exp2(s * (2.0 * 1.4426950408889634 / soft_cap_log2)) + 1.0))
     s = tl.where(key_ok, s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1))
     p = tl.exp2(s - m_new[:, None])

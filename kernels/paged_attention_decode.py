@@ -5,6 +5,9 @@ contiguous 1/S of the sequence's keys. With S > 1 (split-KV, for few sequences w
 writes its normalised partial output and log-sum-exp; a second kernel combines them.
 CPU: the batch sorted by KV length and cut into groups; per group one gather of K/V through the block tables and
 two batched matmuls.
+
+Options (keyword, off by default): `sliding_window` W — the query at position p attends keys p - W + 1 .. p (the
+Triton kernel reads, and splits, only those); `logits_soft_cap` c — scores become c * tanh(scores / c).
 """
 
 from functools import cache
@@ -13,7 +16,7 @@ import torch
 
 from kernels import _dispatch
 from kernels._dispatch import Backend
-from kernels._paged import attend, check_paged_inputs, gather_kv, gather_rows, gather_slots
+from kernels._paged import attend, check_attention_options, check_paged_inputs, gather_kv, gather_rows, gather_slots
 
 # Keys per tile, and the fewest keys a split is given; chosen for D=128 bf16 (K and V tiles 16 KiB each).
 BLOCK_N = 64
@@ -40,16 +43,19 @@ if _dispatch.TRITON:
         q_ptr, kc_ptr, vc_ptr, seq_lens_ptr, bt_ptr, out_ptr, part_out_ptr, part_lse_ptr,
         stride_qb, stride_qh, stride_kb, stride_kt, stride_kh, stride_vb, stride_vt, stride_vh,
         stride_bt, stride_ob, stride_oh,
-        scale_log2, block_size, group, head_dim, num_splits,
+        scale_log2, block_size, group, head_dim, num_splits, window, soft_cap_log2,
         GROUP_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, SPLIT: tl.constexpr,
-        UPCAST: tl.constexpr, IEEE: tl.constexpr,
+        UPCAST: tl.constexpr, IEEE: tl.constexpr, WINDOW: tl.constexpr, SOFT_CAP: tl.constexpr,
     ):  # fmt: skip
         b = tl.program_id(0).to(tl.int64)
         kvh = tl.program_id(1)
         split = tl.program_id(2)
         seq_len = tl.load(seq_lens_ptr + b)
-        chunk = tl.cdiv(tl.cdiv(seq_len, num_splits), BLOCK_N) * BLOCK_N
-        start = split * chunk
+        first = 0  # the first key the query sees
+        if WINDOW:
+            first = tl.maximum(seq_len - window, 0)
+        chunk = tl.cdiv(tl.cdiv(seq_len - first, num_splits), BLOCK_N) * BLOCK_N
+        start = first + split * chunk
         end = tl.minimum(start + chunk, seq_len)
 
         g = tl.arange(0, GROUP_PAD)
@@ -69,8 +75,9 @@ if _dispatch.TRITON:
             n = n0 + tl.arange(0, BLOCK_N)
             key_ok = gmask[:, None] & (n < end)[None, :]
             m_i, l_i, acc = _attend_tile(
-                q, m_i, l_i, acc, kc_ptr, vc_ptr, bt_ptr + b * stride_bt, n, key_ok, kvh, scale_log2,
+                q, m_i, l_i, acc, kc_ptr, vc_ptr, bt_ptr + b * stride_bt, n, key_ok, kvh, scale_log2, soft_cap_log2,
                 stride_kb, stride_kt, stride_kh, stride_vb, stride_vt, stride_vh, block_size, dims, dmask, UPCAST, IEEE,
+                SOFT_CAP,
             )  # fmt: skip
 
         # an empty split (or an empty sequence) has l = 0: output 0, log-sum-exp -inf
@@ -127,12 +134,15 @@ def paged_attention_decode_triton(
     block_tables: torch.Tensor,
     scale: float,
     *,
+    sliding_window: int | None = None,
+    logits_soft_cap: float | None = None,
     num_splits: int | None = None,
     block_n: int = BLOCK_N,
     num_warps: int | None = None,
 ) -> torch.Tensor:
     # q: [B, Hq, D], one query per sequence at position seq_lens[b] - 1; caches [N, block_size, Hk, D] -> [B, Hq, D]
     check_paged_inputs(q, k_cache, v_cache, block_tables)
+    check_attention_options(sliding_window, logits_soft_cap)
     batch, num_heads, head_dim = q.shape
     num_kv_heads, block_size = k_cache.shape[2], k_cache.shape[1]
     if seq_lens.shape != (batch,) or block_tables.shape[0] != batch:
@@ -143,7 +153,8 @@ def paged_attention_decode_triton(
     if batch == 0:
         return out
     if num_splits is None:
-        num_splits = choose_num_splits(batch, num_kv_heads, block_tables.shape[1] * block_size, q.device)
+        max_keys = block_tables.shape[1] * block_size
+        num_splits = choose_num_splits(batch, num_kv_heads, min(max_keys, sliding_window or max_keys), q.device)
     group = num_heads // num_kv_heads
     upcast, ieee = dot_mode(q.dtype)
     block_d = triton.next_power_of_2(head_dim)
@@ -156,9 +167,10 @@ def paged_attention_decode_triton(
         q, k_cache, v_cache, seq_lens, block_tables, out, part_out, part_lse,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_tables.stride(0), out.stride(0), out.stride(1),
-        scale * LOG2E, block_size, group, head_dim, num_splits,
+        scale * LOG2E, block_size, group, head_dim, num_splits, sliding_window or 0, (logits_soft_cap or 0.0) * LOG2E,
         GROUP_PAD=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n, BLOCK_D=block_d, SPLIT=split,
-        UPCAST=upcast, IEEE=ieee, num_warps=num_warps or num_warps_for(q.dtype), num_stages=2,
+        UPCAST=upcast, IEEE=ieee, WINDOW=sliding_window is not None, SOFT_CAP=logits_soft_cap is not None,
+        num_warps=num_warps or num_warps_for(q.dtype), num_stages=2,
     )  # fmt: skip
     if split:
         _combine_splits_kernel[(batch, num_heads)](
@@ -185,6 +197,8 @@ def _decode_group(
     block_tables: torch.Tensor,
     scale: float,
     empty: bool,
+    sliding_window: int | None,
+    logits_soft_cap: float | None,
 ) -> torch.Tensor:
     # q: [B, Hq, D] -> [B, Hq, D]; the G query heads of one KV head are its G "query positions" (GQA, no repeat)
     b, hq, d = q.shape
@@ -196,6 +210,10 @@ def _decode_group(
     # Two batched matmuls in the cache dtype, softmax in fp32: for one query row per head this is ~2x faster on
     # CPU than SDPA's flash kernel (which tiles for long queries). P·V from 16-bit probabilities, as on a GPU.
     scores = torch.matmul(qg, k.transpose(-1, -2)).float().mul_(scale)  # [B, Hk, G, L]
+    if logits_soft_cap is not None:
+        scores = torch.tanh(scores.div_(logits_soft_cap)).mul_(logits_soft_cap)
+    if sliding_window is not None:  # the query sits at lens - 1: keys before lens - W are outside its window
+        valid = valid & (torch.arange(max_len, device=q.device)[None, :] >= (lens - sliding_window)[:, None])
     scores.masked_fill_(~valid[:, None, None, :], float("-inf"))
     o = torch.matmul(scores.softmax(-1).to(v.dtype), v)  # [B, Hk, G, D]
     if empty:  # a sequence with no keys attends to nothing: zeros, like the reference
@@ -210,13 +228,17 @@ def paged_attention_decode_cpu(
     seq_lens: torch.Tensor,
     block_tables: torch.Tensor,
     scale: float,
+    *,
+    sliding_window: int | None = None,
+    logits_soft_cap: float | None = None,
 ) -> torch.Tensor:
     # q: [B, Hq, D], one query per sequence at position seq_lens[b] - 1 -> [B, Hq, D]
     b = q.shape[0]
+    opts = (sliding_window, logits_soft_cap)
     lens = seq_lens.long()
     host = lens.tolist()
     if b < 2 * _DECODE_GROUP:
-        return _decode_group(q, k_cache, v_cache, lens, max(host), block_tables, scale, min(host) == 0)
+        return _decode_group(q, k_cache, v_cache, lens, max(host), block_tables, scale, min(host) == 0, *opts)
     order = sorted(range(b), key=host.__getitem__)
     out = torch.empty_like(q)
     num_groups = b // _DECODE_GROUP
@@ -224,7 +246,7 @@ def paged_attention_decode_cpu(
         rows = order[g * b // num_groups : (g + 1) * b // num_groups]
         idx = torch.tensor(rows, device=q.device)
         o = _decode_group(
-            q[idx], k_cache, v_cache, lens[idx], host[rows[-1]], block_tables[idx], scale, host[rows[0]] == 0
+            q[idx], k_cache, v_cache, lens[idx], host[rows[-1]], block_tables[idx], scale, host[rows[0]] == 0, *opts
         )
         out.index_copy_(0, idx, o)
     return out
@@ -240,6 +262,9 @@ def paged_attention_decode_reference(
     seq_lens: torch.Tensor,
     block_tables: torch.Tensor,
     scale: float,
+    *,
+    sliding_window: int | None = None,
+    logits_soft_cap: float | None = None,
 ) -> torch.Tensor:
     # q: [B, Hq, D], one query per sequence at position seq_lens[b] - 1 -> [B, Hq, D]; no keys: zeros
     out = torch.empty_like(q)
@@ -249,7 +274,7 @@ def paged_attention_decode_reference(
             continue
         k = gather_kv(k_cache, block_tables[b], seq_len)
         v = gather_kv(v_cache, block_tables[b], seq_len)
-        out[b : b + 1] = attend(q[b : b + 1], k, v, seq_len - 1, scale)
+        out[b : b + 1] = attend(q[b : b + 1], k, v, seq_len - 1, scale, sliding_window, logits_soft_cap)
     return out
 
 
@@ -263,13 +288,18 @@ def paged_attention_decode(
     seq_lens: torch.Tensor,
     block_tables: torch.Tensor,
     scale: float,
+    *,
+    sliding_window: int | None = None,
+    logits_soft_cap: float | None = None,
 ) -> torch.Tensor:
     # q: [B, Hq, D], one query per sequence at position seq_lens[b] - 1; caches [N, block_size, Hk, D] -> [B, Hq, D].
-    # New options (a sliding window, logit soft-capping) join as keyword arguments with a default that is off.
+    # Options are keyword arguments whose default is off (see the module doc).
+    args = (q, k_cache, v_cache, seq_lens, block_tables, scale)
+    options = {"sliding_window": sliding_window, "logits_soft_cap": logits_soft_cap}
     match _dispatch.backend(q):
         case Backend.TRITON:
-            return paged_attention_decode_triton(q, k_cache, v_cache, seq_lens, block_tables, scale)
+            return paged_attention_decode_triton(*args, **options)
         case Backend.CPU:
-            return paged_attention_decode_cpu(q, k_cache, v_cache, seq_lens, block_tables, scale)
+            return paged_attention_decode_cpu(*args, **options)
         case _:
-            return paged_attention_decode_reference(q, k_cache, v_cache, seq_lens, block_tables, scale)
+            return paged_attention_decode_reference(*args, **options)

@@ -6,6 +6,10 @@ Triton, grid (T // BLOCK_Q + B, Hk): tile `pid` belongs to the last sequence b w
 (a binary search in the kernel), so the launch needs no host sync. A tile holds BLOCK_Q tokens × the GROUP_PAD query
 heads of one KV head, flattened to BLOCK_M = BLOCK_Q·GROUP_PAD rows, so each K/V tile serves the whole group.
 CPU: each chunk is one SDPA call over its gathered K/V; decodes riding along go through the batched decode path.
+
+Options (keyword, off by default): `sliding_window` W — query p attends keys p - W + 1 .. p (Mistral, Gemma's local
+layers; the Triton kernel skips key tiles wholly outside the window); `logits_soft_cap` c — scores become
+c * tanh(scores / c) before masking (Gemma 2; on the CPU that path leaves SDPA for two matmuls).
 """
 
 import torch
@@ -13,7 +17,7 @@ import torch.nn.functional as F
 
 from kernels import _dispatch
 from kernels._dispatch import Backend
-from kernels._paged import attend, check_paged_inputs, gather_kv, gather_rows, gather_slots
+from kernels._paged import attend, check_attention_options, check_paged_inputs, gather_kv, gather_rows, gather_slots
 from kernels.paged_attention_decode import paged_attention_decode_cpu
 
 # Rows (tokens × group heads) and keys per tile; both ≥ 16 so every dot is legal on sm_90 with 16-bit inputs.
@@ -60,9 +64,9 @@ if _dispatch.TRITON:
         q_ptr, kc_ptr, vc_ptr, cu_ptr, seq_lens_ptr, bt_ptr, out_ptr,
         stride_qt, stride_qh, stride_kb, stride_kt, stride_kh, stride_vb, stride_vt, stride_vh,
         stride_bt, stride_ot, stride_oh,
-        scale_log2, block_size, group, head_dim, num_seqs,
+        scale_log2, block_size, group, head_dim, num_seqs, window, soft_cap_log2,
         GROUP_PAD: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-        UPCAST: tl.constexpr, IEEE: tl.constexpr,
+        UPCAST: tl.constexpr, IEEE: tl.constexpr, WINDOW: tl.constexpr, SOFT_CAP: tl.constexpr,
     ):  # fmt: skip
         pid = tl.program_id(0)
         kvh = tl.program_id(1)
@@ -92,13 +96,19 @@ if _dispatch.TRITON:
         l_i = tl.zeros([BLOCK_Q * GROUP_PAD], tl.float32)
         acc = tl.zeros([BLOCK_Q * GROUP_PAD, BLOCK_D], tl.float32)
         kv_end = tl.minimum(seq_len, ctx + (tile + 1) * BLOCK_Q)  # one past the tile's last query position
+        kv_start = 0
+        if WINDOW:  # the tile's first query sees keys from ctx + tile * BLOCK_Q - window + 1 on
+            kv_start = tl.maximum(ctx + tile * BLOCK_Q - window + 1, 0) // BLOCK_N * BLOCK_N
         bt_row = bt_ptr + b.to(tl.int64) * stride_bt
-        for n0 in range(0, kv_end, BLOCK_N):
+        for n0 in range(kv_start, kv_end, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             key_ok = row_ok[:, None] & (n[None, :] <= pos[:, None]) & (n < seq_len)[None, :]
+            if WINDOW:
+                key_ok = key_ok & (n[None, :] > pos[:, None] - window)
             m_i, l_i, acc = _attend_tile(
-                q, m_i, l_i, acc, kc_ptr, vc_ptr, bt_row, n, key_ok, kvh, scale_log2,
+                q, m_i, l_i, acc, kc_ptr, vc_ptr, bt_row, n, key_ok, kvh, scale_log2, soft_cap_log2,
                 stride_kb, stride_kt, stride_kh, stride_vb, stride_vt, stride_vh, block_size, dims, dmask, UPCAST, IEEE,
+                SOFT_CAP,
             )  # fmt: skip
 
         out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
@@ -116,11 +126,14 @@ def paged_attention_prefill_triton(
     block_tables: torch.Tensor,
     scale: float,
     *,
+    sliding_window: int | None = None,
+    logits_soft_cap: float | None = None,
     block_m: int | None = None,
     block_n: int | None = None,
 ) -> torch.Tensor:
     # q: [T, Hq, D] over B sequences (cu_seqlens_q: [B+1]); seq_lens: [B] KV length incl. this chunk -> [T, Hq, D]
     check_paged_inputs(q, k_cache, v_cache, block_tables)
+    check_attention_options(sliding_window, logits_soft_cap)
     num_seqs = seq_lens.shape[0]
     if cu_seqlens_q.shape != (num_seqs + 1,) or block_tables.shape[0] != num_seqs:
         raise ValueError(f"cu_seqlens_q {tuple(cu_seqlens_q.shape)}, seq_lens {tuple(seq_lens.shape)} and "
@@ -143,9 +156,10 @@ def paged_attention_prefill_triton(
         q, k_cache, v_cache, cu_seqlens_q, seq_lens, block_tables, out,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_tables.stride(0), out.stride(0), out.stride(1),
-        scale * LOG2E, block_size, group, head_dim, num_seqs,
+        scale * LOG2E, block_size, group, head_dim, num_seqs, sliding_window or 0, (logits_soft_cap or 0.0) * LOG2E,
         GROUP_PAD=group_pad, BLOCK_Q=block_q, BLOCK_N=block_n, BLOCK_D=triton.next_power_of_2(head_dim),
-        UPCAST=upcast, IEEE=ieee, num_warps=num_warps, num_stages=num_stages,
+        UPCAST=upcast, IEEE=ieee, WINDOW=sliding_window is not None, SOFT_CAP=logits_soft_cap is not None,
+        num_warps=num_warps, num_stages=num_stages,
     )  # fmt: skip
     return out
 
@@ -161,6 +175,9 @@ def paged_attention_prefill_cpu(
     seq_lens: torch.Tensor,
     block_tables: torch.Tensor,
     scale: float,
+    *,
+    sliding_window: int | None = None,
+    logits_soft_cap: float | None = None,
 ) -> torch.Tensor:
     # q: [T, Hq, D] over B sequences (cu_seqlens_q: [B+1]); seq_lens: [B] KV length incl. this chunk; causal.
     # Single-token sequences (decodes riding along a prefill chunk) go through the batched decode path together;
@@ -174,7 +191,8 @@ def paged_attention_prefill_cpu(
     if singles:
         rows = torch.tensor([cu[b] for b in singles], device=q.device)
         sel = torch.tensor(singles, device=q.device)
-        o = paged_attention_decode_cpu(q[rows], k_cache, v_cache, seq_lens[sel], block_tables[sel], scale)
+        o = paged_attention_decode_cpu(q[rows], k_cache, v_cache, seq_lens[sel], block_tables[sel], scale,
+                                       sliding_window=sliding_window, logits_soft_cap=logits_soft_cap)
         out.index_copy_(0, rows, o)
     for b in range(len(lens)):
         s, e = cu[b], cu[b + 1]
@@ -188,12 +206,22 @@ def paged_attention_prefill_cpu(
         k = gather_rows(k_cache, slots).repeat_interleave(hq // hk, dim=1)  # [1, Hq, Lk, D]
         v = gather_rows(v_cache, slots).repeat_interleave(hq // hk, dim=1)
         qh = q[s:e].transpose(0, 1)[None].to(k.dtype)  # [1, Hq, Lq, D]
-        if lq == lk:  # no cached prefix: plain causal
+        if lq == lk and sliding_window is None and logits_soft_cap is None:  # no cached prefix: plain causal
             o = F.scaled_dot_product_attention(qh, k, v, is_causal=True, scale=scale)
-        else:  # query i sits at absolute position lk - lq + i
-            qpos = torch.arange(lk - lq, lk, device=q.device)[:, None]
-            mask = torch.arange(lk, device=q.device)[None, :] <= qpos  # [Lq, Lk]
+            out[s:e] = o[0].transpose(0, 1).to(q.dtype)  # [Lq, Hq, D]
+            continue
+        # query i sits at absolute position lk - lq + i
+        qpos = torch.arange(lk - lq, lk, device=q.device)[:, None]
+        kpos = torch.arange(lk, device=q.device)[None, :]
+        mask = kpos <= qpos  # [Lq, Lk]
+        if sliding_window is not None:
+            mask &= kpos > qpos - sliding_window
+        if logits_soft_cap is None:
             o = F.scaled_dot_product_attention(qh, k, v, attn_mask=mask, scale=scale)
+        else:  # SDPA has no soft-cap: scores in fp32, capped, masked, softmax, then P·V in the cache dtype
+            scores = torch.matmul(qh, k.transpose(-1, -2)).float().mul_(scale)  # [1, Hq, Lq, Lk]
+            scores = torch.tanh(scores / logits_soft_cap).mul_(logits_soft_cap).masked_fill_(~mask, float("-inf"))
+            o = torch.matmul(scores.softmax(-1).to(v.dtype), v)
         out[s:e] = o[0].transpose(0, 1).to(q.dtype)  # [Lq, Hq, D]
     return out
 
@@ -209,6 +237,9 @@ def paged_attention_prefill_reference(
     seq_lens: torch.Tensor,
     block_tables: torch.Tensor,
     scale: float,
+    *,
+    sliding_window: int | None = None,
+    logits_soft_cap: float | None = None,
 ) -> torch.Tensor:
     # q: [T, Hq, D] flattened over B sequences (cu_seqlens_q: [B+1]); seq_lens: [B] total KV length per sequence
     # (cached prefix + this chunk); K/V of this chunk must already be in the cache. Query i of sequence b sits at
@@ -222,7 +253,7 @@ def paged_attention_prefill_reference(
             continue
         k = gather_kv(k_cache, block_tables[b], lens[b])
         v = gather_kv(v_cache, block_tables[b], lens[b])
-        out[s:e] = attend(q[s:e], k, v, lens[b] - (e - s), scale)
+        out[s:e] = attend(q[s:e], k, v, lens[b] - (e - s), scale, sliding_window, logits_soft_cap)
     return out
 
 
@@ -237,14 +268,18 @@ def paged_attention_prefill(
     seq_lens: torch.Tensor,
     block_tables: torch.Tensor,
     scale: float,
+    *,
+    sliding_window: int | None = None,
+    logits_soft_cap: float | None = None,
 ) -> torch.Tensor:
     # q: [T, Hq, D] over B sequences (cu_seqlens_q: [B+1]); seq_lens: [B] KV length incl. this chunk -> [T, Hq, D].
-    # New options (a sliding window, logit soft-capping) join as keyword arguments with a default that is off.
+    # Options are keyword arguments whose default is off (see the module doc).
     args = (q, k_cache, v_cache, cu_seqlens_q, seq_lens, block_tables, scale)
+    options = {"sliding_window": sliding_window, "logits_soft_cap": logits_soft_cap}
     match _dispatch.backend(q):
         case Backend.TRITON:
-            return paged_attention_prefill_triton(*args)
+            return paged_attention_prefill_triton(*args, **options)
         case Backend.CPU:
-            return paged_attention_prefill_cpu(*args)
+            return paged_attention_prefill_cpu(*args, **options)
         case _:
-            return paged_attention_prefill_reference(*args)
+            return paged_attention_prefill_reference(*args, **options)

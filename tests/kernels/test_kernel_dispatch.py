@@ -70,7 +70,7 @@ def test_dispatch_takes_the_cpu_path_unless_forced(monkeypatch: pytest.MonkeyPat
     decode = importlib.import_module("kernels.paged_attention_decode")
     calls: list[int] = []
     real = decode.paged_attention_decode_cpu
-    monkeypatch.setattr(decode, "paged_attention_decode_cpu", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(decode, "paged_attention_decode_cpu", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     k_cache, v_cache, tables = paged_cache([3, 20], 16, 1, 32, torch.float32, seed=9)
     q = randn(2, 3, 32, dtype=torch.float32, seed=10).cpu()
     k_cache, v_cache, tables = k_cache.cpu(), v_cache.cpu(), tables.cpu()
@@ -88,7 +88,7 @@ def test_cuda_tensors_take_triton_unless_forced(monkeypatch: pytest.MonkeyPatch)
     rms = importlib.import_module("kernels.rms_norm")
     calls: list[int] = []
     real = rms.rms_norm_triton
-    monkeypatch.setattr(rms, "rms_norm_triton", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(rms, "rms_norm_triton", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     x = randn(4, 576, dtype=torch.bfloat16, seed=71)
     w = randn(576, dtype=torch.bfloat16, seed=72)
     assert x.device.type == DEVICE.type == "cuda"  # x is on cuda:0, DEVICE is the index-less cuda

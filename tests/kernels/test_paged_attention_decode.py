@@ -96,3 +96,46 @@ def test_cpu_decode_matches_reference(dtype: torch.dtype, group: int, seq_lens: 
     lens = torch.tensor(seq_lens, dtype=torch.int32)
     expected = paged_attention_decode_reference(q, k_cache, v_cache, lens, tables, CPU_D**-0.5)
     assert_close(paged_attention_decode_cpu(q, k_cache, v_cache, lens, tables, CPU_D**-0.5), expected)
+
+
+# Sliding window and soft-cap (Mistral, Gemma): windows shorter than, equal to and longer than the contexts, with
+# split-KV (splits then cover only the window) and tiles that start inside a window.
+OPTION_CASES = [  # (sliding_window, logits_soft_cap, num_splits)
+    (16, None, 1), (17, None, 3), (1, None, 1), (200, None, 2), (None, 2.5, 1), (33, 2.5, 3),
+]
+
+
+@pytest.mark.parametrize("options", OPTION_CASES, ids=lambda o: f"w{o[0]}-cap{o[1]}-s{o[2]}")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_decode_window_and_soft_cap_match_reference(options: tuple, dtype: torch.dtype) -> None:
+    window, cap, num_splits = options
+    lens = [1, 15, 17, 64, 100, 0]
+    k_cache, v_cache, tables = paged_cache(lens, 16, 2, 64, dtype, seed=60)
+    q = randn(len(lens), 6, 64, dtype=dtype, seed=61, scale=3.0)  # big scores, so the cap bites
+    seq_lens = torch.tensor(lens, dtype=torch.int32, device=DEVICE)
+    kw = {"sliding_window": window, "logits_soft_cap": cap}
+    expected = paged_attention_decode_reference(q, k_cache, v_cache, seq_lens, tables, 0.125, **kw)
+    out = paged_attention_decode_triton(q, k_cache, v_cache, seq_lens, tables, 0.125, num_splits=num_splits,
+                                        block_n=16, **kw)  # fmt: skip
+    assert_close(out, expected)
+    assert_close(paged_attention_decode_cpu(q.cpu(), k_cache.cpu(), v_cache.cpu(), seq_lens.cpu(), tables.cpu(),
+                                            0.125, **kw), expected.cpu())  # fmt: skip
+    if cap is not None or window < max(lens):  # the options change the result
+        plain = paged_attention_decode_reference(q, k_cache, v_cache, seq_lens, tables, 0.125)
+        assert not torch.allclose(plain.float(), expected.float(), atol=1e-3)
+
+
+def test_decode_window_semantics() -> None:
+    # W = 1: each query sees only its own key, so the output is its own value; W >= length: plain attention
+    lens = [5, 40]
+    k_cache, v_cache, tables = paged_cache(lens, 16, 1, 32, torch.float32, seed=62)
+    q = randn(2, 2, 32, dtype=torch.float32, seed=63)
+    seq_lens = torch.tensor(lens, dtype=torch.int32, device=DEVICE)
+    own = paged_attention_decode_reference(q, k_cache, v_cache, seq_lens, tables, 0.2, sliding_window=1)
+    for b, n in enumerate(lens):
+        slot = int(tables[b, (n - 1) // 16]) * 16 + (n - 1) % 16
+        assert_close(own[b], v_cache.view(-1, 1, 32)[slot].expand(2, 32))
+    wide = paged_attention_decode_reference(q, k_cache, v_cache, seq_lens, tables, 0.2, sliding_window=40)
+    assert_close(wide, paged_attention_decode_reference(q, k_cache, v_cache, seq_lens, tables, 0.2))
+    with pytest.raises(ValueError, match="sliding_window"):
+        paged_attention_decode_triton(q, k_cache, v_cache, seq_lens, tables, 0.2, sliding_window=0)

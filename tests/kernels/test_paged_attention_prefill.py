@@ -91,3 +91,29 @@ def test_cpu_prefill_matches_reference(dtype: torch.dtype, group: int, q_lens: l
     lens = torch.tensor(seq_lens, dtype=torch.int32)
     expected = paged_attention_prefill_reference(q, k_cache, v_cache, cu, lens, tables, CPU_D**-0.5)
     assert_close(paged_attention_prefill_cpu(q, k_cache, v_cache, cu, lens, tables, CPU_D**-0.5), expected)
+
+
+# Sliding window and soft-cap: windows inside one key tile and across several, chunks after a cached prefix longer
+# than the window (whole key tiles are skipped), decodes riding along.
+@pytest.mark.parametrize(
+    "options", [(16, None), (5, None), (40, 2.0), (None, 2.0), (1, None)], ids=lambda o: f"w{o[0]}-cap{o[1]}"
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_prefill_window_and_soft_cap_match_reference(options: tuple, dtype: torch.dtype) -> None:
+    window, cap = options
+    chunks = [(33, 0), (2, 7), (20, 45), (1, 30), (0, 4)]
+    seq_lens_list = [q + c for q, c in chunks]
+    k_cache, v_cache, tables = paged_cache(seq_lens_list, 8, 2, 32, dtype, seed=70)
+    cu = torch.tensor([0, *torch.tensor([q for q, _ in chunks]).cumsum(0).tolist()], dtype=torch.int32, device=DEVICE)
+    q = randn(int(cu[-1]), 4, 32, dtype=dtype, seed=71, scale=3.0)
+    seq_lens = torch.tensor(seq_lens_list, dtype=torch.int32, device=DEVICE)
+    kw = {"sliding_window": window, "logits_soft_cap": cap}
+    expected = paged_attention_prefill_reference(q, k_cache, v_cache, cu, seq_lens, tables, 0.18, **kw)
+    out = paged_attention_prefill_triton(q, k_cache, v_cache, cu, seq_lens, tables, 0.18, block_m=16, block_n=16,
+                                         **kw)  # fmt: skip
+    assert_close(out, expected)
+    cpu = paged_attention_prefill_cpu(q.cpu(), k_cache.cpu(), v_cache.cpu(), cu.cpu(), seq_lens.cpu(), tables.cpu(),
+                                      0.18, **kw)  # fmt: skip
+    assert_close(cpu, expected.cpu())
+    plain = paged_attention_prefill_reference(q, k_cache, v_cache, cu, seq_lens, tables, 0.18)
+    assert not torch.allclose(plain.float(), expected.float(), atol=1e-3)  # the options change the result
