@@ -9,7 +9,8 @@ from typing import Any
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3")
 GEMMA_ARCHITECTURES = ("gemma2", "gemma3_text")  # (1 + w) norms, scaled embeddings, pre/post norms
 FUSED_ARCHITECTURES = ("phi3",)  # qkv_proj and gate_up_proj are single checkpoint tensors (and LoRA targets)
-ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3")
+# HF's rope types, and "freq_factors": llama.cpp's form of Llama 3's scaling (one divisor per frequency, from GGUF)
+ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3", "freq_factors")
 HIDDEN_ACTS = ("silu", "gelu_pytorch_tanh")
 FULL_ATTENTION, SLIDING_ATTENTION = "full_attention", "sliding_attention"
 

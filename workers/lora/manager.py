@@ -18,7 +18,7 @@ import torch
 
 from kernels._dispatch import use_triton
 from kernels.lora import LoraSegments, SlotParams
-from workers.lora.adapter import PROJECTIONS, AdapterLoadError, LoraAdapter, projection_dims
+from workers.lora.adapter import AdapterLoadError, LoraAdapter, projection_dims
 from workers.lora.batch import LoraBatch
 from workers.model_config import ModelConfig
 
@@ -47,7 +47,7 @@ class LoraManager:
         self._slot_used: list[int] = [0] * max_loras  # step counter of last use, for LRU among free slots
         self._step = 0
         self._arenas: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # proj -> ([L, S, R, in], [L, S, out, R])
-        self._ranks: dict[str, list[int]] = {p: [0] * max_loras for p in PROJECTIONS}
+        self._ranks: dict[str, list[int]] = {p: [0] * max_loras for p in self.dims}
         self._scales: list[float] = [0.0] * max_loras
         self.num_slot_loads = 0
         self.num_disk_loads = 0
@@ -120,13 +120,13 @@ class LoraManager:
 
     def _clear_slot(self, slot: int) -> None:
         self.slot_uids[slot] = None
-        for proj in PROJECTIONS:
+        for proj in self.dims:
             self._ranks[proj][slot] = 0
 
     def _load_slot(self, slot: int, adapter: LoraAdapter) -> None:
         start = time.perf_counter()
         r = adapter.rank
-        for proj in PROJECTIONS:
+        for proj in self.dims:
             self._ranks[proj][slot] = r if proj in adapter.targets else 0
             if proj not in adapter.targets:
                 continue

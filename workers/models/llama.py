@@ -67,24 +67,18 @@ class LlamaAttention(nn.Module):
         kernels.apply_rotary(q[..., :rot], k[..., :rot], positions, cos_sin)  # in place; partial: the first rot dims
         k_cache, v_cache = kv_cache
         kernels.store_kvcache(k, v, k_cache, v_cache, attn.slot_mapping)
-        extra = self._attention_options()
+        window, cap = self.sliding_window, self.logits_soft_cap
         if attn.is_prefill:
             o = kernels.paged_attention_prefill(
-                q, k_cache, v_cache, attn.cu_seqlens_q, attn.seq_lens, attn.block_tables, self.scale, **extra
+                q, k_cache, v_cache, attn.cu_seqlens_q, attn.seq_lens, attn.block_tables, self.scale,
+                sliding_window=window, logits_soft_cap=cap,
             )
         else:
             o = kernels.paged_attention_decode(
-                q, k_cache, v_cache, attn.seq_lens, attn.block_tables, self.scale, **extra
+                q, k_cache, v_cache, attn.seq_lens, attn.block_tables, self.scale,
+                sliding_window=window, logits_soft_cap=cap,
             )
         return self.o_proj(o.reshape(num_tokens, q_size), lora)  # [T, H]
-
-    def _attention_options(self) -> dict[str, float | int]:
-        options: dict[str, float | int] = {}
-        if self.sliding_window is not None:
-            options["sliding_window"] = self.sliding_window
-        if self.logits_soft_cap is not None:
-            options["logits_soft_cap"] = self.logits_soft_cap
-        return options
 
 
 class LlamaMLP(nn.Module):
@@ -172,7 +166,7 @@ class LlamaForCausalLM(nn.Module):
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         # [N, H] -> [N, V] float32; Gemma 2 soft-caps them (cap * tanh(logits / cap))
-        logits = torch.nn.functional.linear(hidden, self.lm_head.weight).float()
+        logits = self.lm_head.project(hidden).float()  # dense or quantized (workers/models/quant_linear.py)
         cap = self.config.final_logit_softcap
         if cap is not None:
             logits = torch.tanh(logits / cap) * cap

@@ -1,4 +1,5 @@
-"""RoPE tables with the scalings checkpoints use: linear, dynamic NTK, YaRN, LongRoPE and Llama 3's. Built once at
+"""RoPE tables with the scalings checkpoints use: linear, dynamic NTK, YaRN, LongRoPE and Llama 3's (HF's formula,
+or GGUF's per-frequency factors). Built once at
 load time (no kernel), in the layout kernels.apply_rotary reads: [positions, rotary_dim] fp32, cos | sin halves.
 
 The formulas follow transformers' modeling_rope_utils. Two scalings depend on the sequence length in transformers,
@@ -41,6 +42,11 @@ def inverse_frequencies(
         return _plain(dim, base), 1.0
     if kind == "llama3":
         return _llama3(_plain(dim, base), scaling, factor, original), 1.0
+    if kind == "freq_factors":  # GGUF's rope_freqs tensor: llama.cpp divides each frequency by its factor
+        factors = torch.tensor(scaling["factors"], dtype=torch.float64)
+        if factors.numel() != dim // 2:
+            raise ValueError(f"rope_freqs has {factors.numel()} factors, rotary dim {dim} needs {dim // 2}")
+        return _plain(dim, base) / factors, 1.0
     if kind == "yarn":
         return _yarn(dim, base, scaling, factor, original)
     if kind == "longrope":
