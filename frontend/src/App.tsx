@@ -10,6 +10,7 @@ import { KeysPage } from "./pages/Keys";
 import { ModelsPage } from "./pages/Models";
 import { OverviewPage } from "./pages/Overview";
 import { PlaygroundPage } from "./pages/Playground";
+import { RoutesPage } from "./pages/Routes";
 import { UsagePage } from "./pages/Usage";
 
 const NAV = [
@@ -18,6 +19,7 @@ const NAV = [
   ["/models", "Models"],
   ["/playground", "Playground"],
   ["/adapters", "Adapters"],
+  ["/routes", "Routes"],
   ["/usage", "Usage"],
   ["/billing", "Billing"],
   ["/account", "Account"],
@@ -71,6 +73,7 @@ export function App() {
         <Route path="models" element={<ModelsPage />} />
         <Route path="playground" element={<PlaygroundPage />} />
         <Route path="adapters" element={<AdaptersPage />} />
+        <Route path="routes" element={<RoutesPage />} />
         <Route path="usage" element={<UsagePage />} />
         <Route path="billing" element={<BillingPage />} />
         <Route path="account" element={<AccountPage />} />

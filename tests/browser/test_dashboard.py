@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 MODEL = "accounts/hearth/models/smollm2-135m-instruct"
 PASSWORD = "amber-kettle-orbit-42"
 PAGES = [("/", "Overview"), ("/keys", "API keys"), ("/models", "Models"), ("/playground", "Playground"),
-         ("/adapters", "Adapters"), ("/usage", "Usage"), ("/billing", "Billing"), ("/account", "Account")]
+         ("/adapters", "Adapters"), ("/routes", "Routes"), ("/usage", "Usage"), ("/billing", "Billing"), ("/account", "Account")]
 SLOW = 180_000  # ms: the CPU worker shares 2 cores with everything else
 
 

@@ -13,6 +13,9 @@ export const PATHS = {
   adapters: "/api/v1/adapters", // GET POST
   adapter: (uid: string) => `/api/v1/adapters/${uid}`, // GET DELETE
   usage: "/api/v1/usage", // GET
+  routes: "/api/v1/routes", // GET POST
+  route: (id: number) => `/api/v1/routes/${id}`, // GET PATCH DELETE
+  routeStats: (id: number) => `/api/v1/routes/${id}/stats`, // GET
   billing: "/api/v1/billing", // GET
   credits: "/api/v1/billing/credits", // POST
   spendLimit: "/api/v1/billing/spend-limit", // GET PUT

@@ -14,12 +14,14 @@ export interface SignupResult { user: User; account: Account }
 export interface LoginResult { user: User; csrf_token: string }
 export interface Member { id: number; email: string; role: string; created_at: string }
 export interface ApiKey {
-  id: number; name: string; masked: string; created_at: string; last_used_at: string | null;
-  expires_at: string | null; revoked_at: string | null; is_active: boolean;
+  id: number; name: string; masked: string; scopes: ("inference" | "management")[]; created_by: string | null;
+  created_at: string; last_used_at: string | null; expires_at: string | null; revoked_at: string | null;
+  is_active: boolean;
 }
 export interface ApiKeyCreated extends ApiKey { secret: string }
 export interface BaseModel {
   id: number; slug: string; public_name: string; display_name: string; architecture: string; context_length: number;
+  kind: "chat" | "embedding";
   price_input_per_mtok: string; price_cached_input_per_mtok: string; price_output_per_mtok: string; created_at: string;
 }
 export type AdapterStatus = "pending" | "validating" | "ready" | "failed";
@@ -61,3 +63,14 @@ export interface Invoice { id: number; period: string; status: string; amount_us
 export interface ListOf<T> { object: "list"; data: T[] }
 export interface SetupIntent { id: string; client_secret: string }
 export interface PlaygroundToken { id: number; name: string; secret: string; expires_at: string; gateway_url: string }
+export interface RouteVariant { id: number; model: string; weight: number; share: number; ready: boolean }
+export interface Route { id: number; name: string; model: string; variants: RouteVariant[]; created_at: string; updated_at: string }
+export interface VariantStats {
+  variant_id: number | null; model: string; num_requests: number; prompt_tokens: number; cached_prompt_tokens: number;
+  completion_tokens: number; cost_usd: string; ttft_ms_p50: number | null; ttft_ms_p99: number | null;
+  latency_ms_p50: number | null; latency_ms_p99: number | null; error_rate: number;
+}
+export interface RouteStats {
+  object: "route.stats"; route: string; start: string; end: string; data: VariantStats[];
+  total: { num_requests: number; prompt_tokens: number; completion_tokens: number; cost_usd: string };
+}

@@ -6,12 +6,24 @@ import type { SpendLimit } from "../api/types";
 import { formatUsd } from "../lib/money";
 import { useApi } from "./ui";
 
-/** In-app warning at 80 % and 100 % of the monthly spend limit (no e-mail); re-checked on every page change. */
+/** Pages that change the limit, credits or cards say so, and the banner re-checks at once. */
+export const BILLING_CHANGED = "hearth:billing-changed";
+
+export function billingChanged(): void {
+  window.dispatchEvent(new Event(BILLING_CHANGED));
+}
+
+/** In-app warning at 80 % and 100 % of the monthly spend limit (no e-mail); re-checked on every page change and
+ *  whenever billing changes. */
 export function SpendBanner() {
   const state = useApi<SpendLimit>(PATHS.spendLimit);
   const location = useLocation();
   const { reload } = state;
   useEffect(() => reload(), [location.pathname, reload]);
+  useEffect(() => {
+    window.addEventListener(BILLING_CHANGED, reload);
+    return () => window.removeEventListener(BILLING_CHANGED, reload);
+  }, [reload]);
   const s = state.data;
   if (!s?.warning) return null;
   const exceeded = s.warning === "exceeded";

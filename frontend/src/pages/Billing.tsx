@@ -4,6 +4,7 @@ import { api, ApiError } from "../api/client";
 import { PATHS } from "../api/paths";
 import type { Billing, CreditsResult, DashboardConfig, Invoice, ListOf, PaymentMethod, SpendLimit } from "../api/types";
 import { CardForm } from "../components/CardForm";
+import { billingChanged } from "../components/SpendBanner";
 import { Async, ConfirmButton, ErrorText, Field, PageHeader, useApi } from "../components/ui";
 import { compareDecimal, formatTokens, formatUsd, ratioPerMille } from "../lib/money";
 
@@ -169,6 +170,7 @@ export function BillingPage() {
   const reload = () => {
     billing.reload();
     limit.reload();
+    billingChanged();
   };
   return (
     <>
