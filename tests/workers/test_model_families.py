@@ -62,8 +62,9 @@ FAMILIES = {
         "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
                             "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}},
     }, "gemma3_text", sliding=True),
-    "phi3": Family(transformers.Phi3Config, {"pad_token_id": 0, "rope_parameters": dict(
-        LONGROPE, partial_rotary_factor=0.75)}, "phi3"),
+    # Phi3Config reads the original context from its top-level field: 32, so every prompt runs the long factors
+    "phi3": Family(transformers.Phi3Config, {"pad_token_id": 0, "original_max_position_embeddings": 32,
+                                             "rope_parameters": dict(LONGROPE, partial_rotary_factor=0.75)}, "phi3"),
     "phi3-window": Family(transformers.Phi3Config, {"pad_token_id": 0, "sliding_window": WINDOW}, "phi3",
                           sliding=True),
 }
@@ -161,6 +162,8 @@ def test_family_matches_hf_through_the_engine(family_model) -> None:
     name, family, folder, hf, ours = family_model
     cfg = ours.config
     assert cfg.architecture == family.architecture
+    if cfg.rope_scaling is not None and cfg.rope_scaling["rope_type"] == "longrope":  # the long factors' regime
+        assert cfg.rope_scaling["original_max_position_embeddings"] < min(map(len, PROMPTS))
     if family.sliding:
         assert cfg.sliding_window == WINDOW and min(map(len, PROMPTS)) > WINDOW
         assert cfg.max_position_embeddings >= 256  # a window, not a cap on the context

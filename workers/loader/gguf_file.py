@@ -105,7 +105,7 @@ def gguf_config(reader: Any) -> ModelConfig:
         query_scalar = float(hidden // num_heads if num_layers == _GEMMA_27B_LAYERS[arch] else head_dim)
     return ModelConfig(
         architecture=_ARCHS[arch],
-        vocab_size=int(get("vocab_size", len(reader.fields["tokenizer.ggml.tokens"].data))),
+        vocab_size=_vocab_size(reader, arch),
         hidden_size=hidden,
         intermediate_size=int(get("feed_forward_length")),
         num_layers=num_layers,
@@ -132,6 +132,16 @@ def gguf_config(reader: Any) -> ModelConfig:
         final_logit_softcap=_float_or_none(opt("final_logit_softcapping")),
         query_pre_attn_scalar=query_scalar,
     )
+
+
+def _vocab_size(reader: Any, arch: str) -> int:
+    size = field(reader, f"{arch}.vocab_size")
+    if size is not None:
+        return int(size)
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    if tokens is None:
+        raise GGUFError(f"GGUF metadata has neither {arch}.vocab_size nor tokenizer.ggml.tokens")
+    return len(tokens.data)
 
 
 def _layer_types(arch: str, num_layers: int, window: Any, pattern: Any) -> list[str]:
