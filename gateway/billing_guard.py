@@ -9,7 +9,6 @@ Wiring (see the billing issue's report): `guard.check(key.account_id)` after aut
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -64,9 +63,9 @@ def _usd(micros: int) -> str:
     return f"{Decimal(micros) / 1_000_000:.2f}"
 
 
-def _default_limit_micros() -> int:
-    # Accounts whose billing state isn't in Redis yet (never billed, or Redis lost it until the next 30 s sync).
-    return int(Decimal(os.environ.get("HEARTH_BILLING_DEFAULT_SPEND_LIMIT", "10")) * 1_000_000)
+# Accounts whose billing state isn't in Redis yet (never billed, or Redis lost it until the next 30 s sync); the
+# gateway passes Settings.billing_default_spend_limit.
+_DEFAULT_LIMIT_MICROS = 10_000_000
 
 
 class BillingGuard:
@@ -74,7 +73,7 @@ class BillingGuard:
                  max_entries: int = 100_000) -> None:
         self._client = client
         self._ttl_s = cache_ttl_s
-        self._default_limit = _default_limit_micros() if default_limit_micros is None else default_limit_micros
+        self._default_limit = _DEFAULT_LIMIT_MICROS if default_limit_micros is None else default_limit_micros
         self._max_entries = max_entries
         self._cache: dict[int, tuple[float, QuotaState]] = {}
 

@@ -110,6 +110,9 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     param = _param_from_loc(tuple(first.get("loc", ())))
     if first.get("type") == "json_invalid":
         message, param = "We could not parse the JSON body of your request.", None
+        reason = str((first.get("ctx") or {}).get("error") or "")
+        if "JSON number" in reason or "finite number" in reason:  # strict_json: NaN, Infinity, 1e999
+            message = f"{message} {reason[0].upper()}{reason[1:]}: numbers must be finite."
     elif first.get("type") == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
     elif first.get("type") == "missing":
@@ -126,6 +129,8 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
                           code="unknown_url")
     elif exc.status_code == 405:
         body = error_body("Method not allowed for this URL.", "invalid_request_error", code="method_not_allowed")
+    elif exc.status_code == 413:  # body_limit.PayloadTooLarge, raised while the body was being read
+        body = error_body(str(exc.detail), "invalid_request_error", code="request_too_large")
     else:
         body = error_body(str(exc.detail), "invalid_request_error" if exc.status_code < 500 else "server_error")
     return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))

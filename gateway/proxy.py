@@ -13,7 +13,7 @@ decode step, so about one token each) and the prompt as 0: nothing is guessed be
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from contracts import WORKER_SECRET_HEADER
@@ -72,10 +72,11 @@ class Upstream:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def open(self, workers: list[WorkerInfo], path: str, body: bytes, request_id: str
-                   ) -> tuple[WorkerInfo, UpstreamResponse]:
-        """Sends to the first worker that answers with headers; the caller must `finish(worker, response)`."""
-        headers = {**self._headers, "x-request-id": request_id}
+    async def open(self, workers: list[WorkerInfo], path: str, body: bytes, request_id: str, *,
+                   headers: Mapping[str, str] | None = None) -> tuple[WorkerInfo, UpstreamResponse]:
+        """Sends to the first worker that answers with headers; the caller must `finish(worker, response)`.
+        `headers`: internal ones for this request (contracts.http_headers)."""
+        headers = {**self._headers, **(headers or {}), "x-request-id": request_id}
         last_error = ""
         for worker in workers[: self._max_attempts]:
             self._registry.acquire(worker)

@@ -1,18 +1,34 @@
-"""Request bodies following the OpenAI API. Fields the gateway reads are typed; other OpenAI or worker parameters are
-listed in PASS_THROUGH and go to the worker unchanged; anything else is refused as OpenAI refuses it."""
+"""Request bodies following the OpenAI API. Every numeric sampling parameter is typed and bounded here (the bounds
+below are the gateway's one definition; the worker checks the same ones plus the model's own vocabulary and context
+in workers/engine/sampling_params.py), every float must be finite, and anything out of range is a 400
+invalid_request_error naming the parameter. Other OpenAI or worker parameters are listed in PASS_THROUGH and go to
+the worker unchanged; anything else is refused as OpenAI refuses it."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.errors import InvalidRequest
 
+MAX_N = 16  # n and best_of: choices one request may ask for (the worker's cap; OpenAI documents 128)
+MAX_TOP_LOGPROBS = 20  # chat top_logprobs and completions logprobs, as OpenAI
+MAX_TOKEN_ID = (1 << 20) - 1  # above every vocabulary served; the worker checks the model's own size
+MAX_TOKENS = (1 << 31) - 1  # max_tokens / max_completion_tokens; the worker bounds them by the context
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1  # seed
+TOP_K_OFF = (-1, 0)  # vLLM's "no top-k" values
+MAX_STOP = 4
+MAX_STOP_TOKEN_IDS = 64
+MAX_LOGIT_BIAS_ENTRIES = 1024
+LOGIT_BIAS_RANGE = (-100.0, 100.0)
+PENALTY_RANGE = (-2.0, 2.0)  # presence_penalty, frequency_penalty
+MAX_REPETITION_PENALTY = 2.0
+
+TokenId = Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]
+Penalty = Annotated[float, Field(ge=PENALTY_RANGE[0], le=PENALTY_RANGE[1])]
+
 # Forwarded untouched: the worker validates them (and answers 400 in OpenAI's shape for what it can't do).
 PASS_THROUGH = frozenset({
-    "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "seed", "response_format",
-    "tools", "echo", "best_of", "suffix", "n",
-    # the worker's sampling extras (vLLM's names)
-    "top_k", "min_p", "repetition_penalty", "ignore_eos", "stop_token_ids", "skip_special_tokens",
+    "response_format", "tools", "echo", "suffix", "ignore_eos", "skip_special_tokens",
 })
 # Valid for OpenAI but meaningless here (the platform's own bookkeeping, or tool choice without tool support, which
 # the worker refuses via `tools`): accepted and not sent on.
@@ -24,16 +40,43 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class InferenceRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     model: str = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP)] | None = None
+    n: int | None = Field(default=None, ge=1, le=MAX_N)
+    best_of: int | None = Field(default=None, ge=1, le=MAX_N)
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: dict[str, float] | None = None
+    # the worker's sampling extras (vLLM's names)
+    top_k: int | None = Field(default=None, ge=TOP_K_OFF[0], le=MAX_TOKEN_ID)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=MAX_REPETITION_PENALTY)
+    stop_token_ids: Annotated[list[TokenId], Field(max_length=MAX_STOP_TOKEN_IDS)] | None = None
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bounded_logit_bias(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        if bias is None:
+            return None
+        if len(bias) > MAX_LOGIT_BIAS_ENTRIES:
+            raise ValueError(f"at most {MAX_LOGIT_BIAS_ENTRIES} entries")
+        low, high = LOGIT_BIAS_RANGE
+        for token, value in bias.items():
+            if not token.isascii() or not token.isdigit() or int(token) > MAX_TOKEN_ID:
+                raise ValueError(f"keys must be token ids from 0 to {MAX_TOKEN_ID}, got {token[:20]!r}")
+            if not low <= value <= high:
+                raise ValueError(f"values must be between {low:g} and {high:g}, got {value:g} for token {token}")
+        return bias
 
     def check_extras(self) -> None:
         for name in self.model_extra or {}:
@@ -72,9 +115,10 @@ class ChatMessage(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
 
-class ChatCompletionRequest(_Request):
+class ChatCompletionRequest(InferenceRequest):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    logprobs: bool | None = None
 
     def prompt_chars(self) -> int:
         total = 0
@@ -90,9 +134,10 @@ class ChatCompletionRequest(_Request):
         return self.max_completion_tokens or self.max_tokens
 
 
-class CompletionRequest(_Request):
-    prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's documented default for completions
+class CompletionRequest(InferenceRequest):
+    prompt: str | list[str] | list[TokenId] | list[list[TokenId]]
+    max_tokens: int | None = Field(default=16, ge=1, le=MAX_TOKENS)  # OpenAI's documented default for completions
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)  # legacy: top alternatives per token
 
     def prompt_chars(self) -> int:
         p = self.prompt

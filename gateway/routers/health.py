@@ -1,8 +1,10 @@
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
+
+from gateway.deps import ServicesDep
 
 router = APIRouter()
 
 
 @router.get("/health")
-async def health(request: Request) -> dict[str, object]:
-    return {"status": "ok", "workers": len(request.app.state.services.registry.workers())}
+async def health(services: ServicesDep) -> dict[str, object]:
+    return {"status": "ok", "workers": len(services.registry.workers())}

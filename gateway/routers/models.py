@@ -1,9 +1,9 @@
 """GET /v1/models and /v1/models/{model}: only what the caller's key may use, in OpenAI's Model shape."""
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from gateway.auth import CurrentKey
 from gateway.db import ModelEntry
+from gateway.deps import CurrentKey, ServicesDep
 
 router = APIRouter(prefix="/v1")
 
@@ -13,12 +13,12 @@ def _model_object(entry: ModelEntry) -> dict[str, object]:
 
 
 @router.get("/models")
-async def list_models(key: CurrentKey, request: Request) -> dict[str, object]:
-    entries = await request.app.state.services.catalog.models_for(key)
+async def list_models(key: CurrentKey, services: ServicesDep) -> dict[str, object]:
+    entries = await services.catalog.models_for(key)
     return {"object": "list", "data": [_model_object(e) for e in entries]}
 
 
 # Public names contain slashes (accounts/hearth/models/x), hence the path converter.
 @router.get("/models/{model:path}")
-async def retrieve_model(model: str, key: CurrentKey, request: Request) -> dict[str, object]:
-    return _model_object(await request.app.state.services.catalog.resolve(key, model))
+async def retrieve_model(model: str, key: CurrentKey, services: ServicesDep) -> dict[str, object]:
+    return _model_object(await services.catalog.resolve(key, model))

@@ -1,0 +1,170 @@
+"""One inference request's life after authentication, owned by one `InferenceCall`: resolve the model → billing
+check → admit under the rate limits → route → open a worker → relay its answer (JSON, or SSE) → settle.
+
+Settling — the usage event, the rate-limit correction (estimate -> real tokens), the worker's load slot and the
+upstream connection — happens exactly once, in the one `finally` of `InferenceCall._life`, however the request ends:
+no worker, a worker error, a client that hangs up mid-stream, or done. `_life` is an async generator whose first item
+is the Response to send (JSON), or `_STREAM_STARTS` followed by the SSE bytes; the streaming response closes it when
+the body ends or the client goes away, so its `finally` spans the stream too. The synchronous part of settling comes
+first: a client disconnect cancels the stream at its next await.
+"""
+
+import contextlib
+import json
+import logging
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from typing import Any, cast
+
+from fastapi import Response
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from billing.pricing import InvalidUsage, Prices
+from contracts import ACCOUNT_ID_HEADER
+from gateway.billing_guard import COST_HEADER, request_cost
+from gateway.db import KeyRecord, ModelEntry
+from gateway.errors import NoCapacity, UpstreamFailed
+from gateway.metering import UsageEvent, utc_now_iso
+from gateway.proxy import RelayState, Usage, relay_sse
+from gateway.ratelimit import Admission
+from gateway.registry import WorkerInfo
+from gateway.routing import candidates
+from gateway.schemas import InferenceRequest
+from gateway.services import Services
+from gateway.upstream_http import UpstreamResponse
+
+log = logging.getLogger("hearth.gateway.lifecycle")
+
+
+class _StreamStarts:
+    """First item of a streamed life: the status line and headers may go; SSE bytes follow."""
+
+
+_STREAM_STARTS = _StreamStarts()
+
+
+class RelayResponse(StreamingResponse):
+    """A StreamingResponse that runs its cleanup even if the body iterator never started (client gone early)."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], Coroutine[Any, Any, None]],
+                 **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()
+
+
+class InferenceCall:
+    def __init__(self, services: Services, key: KeyRecord, body: InferenceRequest, path: str, request_id: str
+                 ) -> None:
+        self._services = services
+        self._key = key
+        self._body = body
+        self._path = path
+        self._request_id = request_id
+        self._entry: ModelEntry | None = None
+        self._prices: Prices | None = None
+        self._admission: Admission | None = None
+        self._worker: WorkerInfo | None = None
+        self._response: UpstreamResponse | None = None
+        self._answered = False  # the worker accepted the request (status 200): from here a usage event is due
+        self._relay = RelayState()
+        self._started_at = ""
+
+    async def respond(self) -> Response:
+        life = self._life()
+        first = await anext(life)  # raises what refused the request; `_life` has settled by then
+        if isinstance(first, Response):
+            await life.aclose()
+            return first
+        assert self._admission is not None
+        headers = {**self._admission.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
+        return RelayResponse(cast(AsyncIterator[bytes], life), life.aclose, media_type="text/event-stream",
+                             headers=headers)
+
+    async def _life(self) -> AsyncGenerator[Response | _StreamStarts | bytes, None]:
+        services, body = self._services, self._body
+        body.check_extras()
+        entry = self._entry = await services.catalog.resolve(self._key, body.model)
+        await services.billing.check(self._key.account_id)  # over the spend limit: 429 insufficient_quota
+        self._prices = await services.prices.prices(entry.base_model_id)  # an adapter is priced as its base model
+        max_new = body.max_new_tokens() or services.settings.default_max_tokens_estimate
+        self._admission = await services.limiter.admit(self._key, math.ceil(body.prompt_chars() / 4) + max_new)
+        try:
+            await self._open(entry)
+            if not body.stream:
+                yield await self._json_response()
+                return
+            yield _STREAM_STARTS
+            relay = relay_sse(cast(UpstreamResponse, self._response), self._relay, internal_model=entry.worker_model,
+                              public_model=body.model, include_usage=body.client_wants_usage, cost=self._cost)
+            async with contextlib.aclosing(relay):
+                async for chunk in relay:
+                    yield chunk
+        finally:
+            self._settle()
+            if self._worker is not None and self._response is not None:
+                await services.upstream.finish(self._worker, self._response)
+
+    async def _open(self, entry: ModelEntry) -> None:
+        services, settings = self._services, self._services.settings
+        workers = candidates(services.registry.workers(), base_model=entry.base_slug, adapter_uid=entry.adapter_uid,
+                             region=settings.region, load_factor=settings.affinity_load_factor)
+        if not workers:
+            raise NoCapacity(f"No worker is serving the model `{self._body.model}` right now. Please retry shortly.")
+        payload = json.dumps(self._body.upstream_body(entry.worker_model), separators=(",", ":")).encode()
+        self._started_at = utc_now_iso()
+        self._worker, self._response = await services.upstream.open(
+            workers, self._path, payload, self._request_id, headers={ACCOUNT_ID_HEADER: str(self._key.account_id)})
+        await services.upstream.raise_for_error(self._response)
+        self._answered = True
+
+    async def _json_response(self) -> Response:
+        try:
+            data = await self._services.upstream.read_json(cast(UpstreamResponse, self._response))
+        except UpstreamFailed:
+            self._relay.status = "error"  # nothing reached the client, so nothing is billed; the attempt is on record
+            raise
+        usage = self._relay.usage = Usage.from_worker(data.get("usage"))
+        self._relay.status = "finished"
+        data["model"] = self._body.model
+        assert self._admission is not None
+        headers = self._admission.headers
+        cost = self._cost(usage)
+        if cost is not None and isinstance(data.get("usage"), dict):
+            data["usage"]["cost"] = cost
+            headers = {**headers, COST_HEADER: cost}
+        return Response(json.dumps(data, separators=(",", ":")), media_type="application/json", headers=headers)
+
+    def _settle(self) -> None:
+        """Synchronous, so a cancelled stream can't lose it; runs once, from `_life`'s finally."""
+        if self._admission is None:
+            return  # refused before admission: nothing was charged
+        usage = self._relay.billed() if self._answered else Usage()
+        if self._answered:
+            entry = cast(ModelEntry, self._entry)
+            self._services.metering.emit(UsageEvent(
+                request_id=self._request_id, account_id=self._key.account_id, api_key_id=self._key.key_id,
+                model_id=entry.base_model_id, adapter_id=entry.adapter_id, prompt_tokens=usage.prompt_tokens,
+                cached_prompt_tokens=usage.cached_prompt_tokens, completion_tokens=usage.completion_tokens,
+                started_at=self._started_at, finished_at=utc_now_iso(), status=self._relay.status,
+            ))
+        self._services.limiter.settle(self._key, self._admission, usage.prompt_tokens + usage.completion_tokens)
+
+    def _cost(self, usage: Usage) -> str | None:
+        """USD string by the ledger's formula (billing.pricing), or None when the model has no price row or the
+        worker's counts can't be rated (the ledger dead-letters those; the response goes out without a cost)."""
+        if self._prices is None:
+            return None
+        try:
+            return request_cost(self._prices, prompt_tokens=usage.prompt_tokens,
+                                cached_prompt_tokens=usage.cached_prompt_tokens,
+                                completion_tokens=usage.completion_tokens)
+        except InvalidUsage:
+            log.warning("worker usage can't be rated: %s", usage)
+            return None
