@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from billing.pricing import Prices, cost_usd, format_usd
 from contracts import billing_state_key, spend_key
 from gateway.errors import GatewayError
+from gateway.outages import REDIS_ERRORS
 
 log = logging.getLogger("hearth.gateway.billing")
 
@@ -87,7 +88,7 @@ class BillingGuard:
                 pipe.get(spend_key(account_id, month))
                 pipe.hgetall(billing_state_key(account_id))
                 spent, fields = await pipe.execute()
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             # Fail open: a Redis outage must not stop paid inference; usage is still metered (spooled) and billed.
             log.warning("billing state unreadable (%s); admitting on the last known state", type(exc).__name__)
             return hit[1] if hit is not None else None

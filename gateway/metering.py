@@ -1,9 +1,11 @@
 """Usage events to the Redis stream USAGE_STREAM (contracts; field USAGE_EVENT_FIELD = JSON, schema in DESIGN.md), never lost.
 
-Requests hand events to an in-process queue (no await on the hot path, and safe from a cancelled handler); one writer
-task XADDs them in pipelined batches. When Redis refuses, the batch is appended to this process's spool file
-(`<spool_dir>/usage-<host>-<pid>.jsonl`, one JSON event per line, under flock) and a replayer moves every spool file in
-the folder back into the stream once Redis answers. Files are truncated after replay, never unlinked, so a writer
+Requests hand events to a bounded in-process queue (no await on the hot path, and safe from a cancelled handler); one
+writer task XADDs them in pipelined batches. When Redis refuses — any error: unreachable, READONLY after a failover,
+OOM — the batch is appended to this process's spool file (`<spool_dir>/usage-<host>-<pid>.jsonl`, one JSON event per
+line, under flock), Redis is left alone for a backoff that doubles up to `_MAX_BACKOFF_S`, and a replayer moves every
+spool file in the folder back into the stream once Redis takes writes again. An event that finds the queue full goes
+to the spool at once: nothing is dropped, and memory stays bounded however long Redis is away. Files are truncated after replay, never unlinked, so a writer
 holding an open descriptor can't append into a deleted inode. A crash between XADD and truncate replays events twice;
 billing keys the ledger by request_id, so that is harmless, while the reverse (a lost event) would not be.
 """
@@ -14,7 +16,6 @@ import json
 import logging
 import os
 import socket
-import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +23,12 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from contracts import USAGE_EVENT_FIELD, USAGE_STREAM
+from gateway.outages import REDIS_ERRORS, Backoff
 
 log = logging.getLogger("hearth.gateway.metering")
 
 _BATCH = 500
+_QUEUE_MAX = 10_000
 
 
 @dataclass(slots=True)
@@ -41,6 +44,10 @@ class UsageEvent:
     started_at: str  # ISO 8601, UTC
     finished_at: str
     status: str  # "finished" | "aborted" (client went away) | "error" (worker failed mid-request)
+    # A route's request (gateway.routes): the route and variant that served it; TTFT for streams.
+    route_id: int | None = None
+    variant_id: int | None = None
+    first_token_at: str | None = None
 
 
 def utc_now_iso() -> str:
@@ -48,18 +55,27 @@ def utc_now_iso() -> str:
 
 
 class Metering:
-    def __init__(self, client: aioredis.Redis, spool_dir: Path, *, replay_interval_s: float = 1.0) -> None:
+    def __init__(self, client: aioredis.Redis, spool_dir: Path, *, replay_interval_s: float = 1.0,
+                 queue_max: int = _QUEUE_MAX) -> None:
         self._client = client
         self._spool_dir = spool_dir
         self._spool_file = spool_dir / f"usage-{socket.gethostname()}-{os.getpid()}.jsonl"
         self._replay_interval_s = replay_interval_s
-        self._queue: asyncio.Queue[UsageEvent] = asyncio.Queue()
-        self._down_until = 0.0
-        self.num_spooled = 0
+        self._queue: asyncio.Queue[UsageEvent] = asyncio.Queue(maxsize=queue_max)
+        self._redis_backoff = Backoff(first_s=1.0, max_s=30.0)  # the writer's: spool without trying Redis meanwhile
+        self.num_spooled = 0  # events written to the spool (Redis refused them, or the queue was full)
+        self.num_overflowed = 0  # of those, events that found the queue full
         self.num_replayed = 0
 
     def emit(self, event: UsageEvent) -> None:
-        self._queue.put_nowait(event)
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            # Synchronous on purpose: the caller may be a cancelled request, and the event is money. Only reached
+            # while the writer is behind by _QUEUE_MAX events.
+            self._append_spool([_line(event)])
+            self.num_spooled += 1
+            self.num_overflowed += 1
 
     async def run_writer(self) -> None:
         while True:
@@ -77,14 +93,18 @@ class Metering:
             await self._write(batch)
 
     async def _write(self, batch: list[UsageEvent]) -> None:
-        lines = [json.dumps(asdict(e), separators=(",", ":")) for e in batch]
-        if time.monotonic() >= self._down_until:
+        lines = [_line(e) for e in batch]
+        if self._redis_backoff.ready():
             try:
                 await self._xadd(lines)
+                self._redis_backoff.succeeded()
                 return
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-                log.warning("usage stream unreachable (%s); spooling to %s", type(exc).__name__, self._spool_file)
-                self._down_until = time.monotonic() + 1.0
+            except REDIS_ERRORS as exc:
+                # A pipeline that failed part-way may have added some events: spooling all of them replays those
+                # twice, which the ledger's request_id key absorbs; losing one would not be absorbed.
+                delay = self._redis_backoff.failed()
+                log.warning("usage stream refused a write (%s: %s); spooling to %s for %.0f s", type(exc).__name__,
+                            str(exc)[:80], self._spool_file, delay)
         await asyncio.to_thread(self._append_spool, lines)
         self.num_spooled += len(lines)
 
@@ -114,7 +134,7 @@ class Metering:
             moved += await self._replay_file(path)
         self.num_replayed += moved
         if moved:
-            self._down_until = 0.0
+            self._redis_backoff.succeeded()
         return moved
 
     async def _replay_file(self, path: Path) -> int:
@@ -138,14 +158,20 @@ class Metering:
             f.close()
 
     async def run_replayer(self) -> None:
+        backoff = Backoff(first_s=self._replay_interval_s, max_s=30.0)
         while True:
-            await asyncio.sleep(self._replay_interval_s)
+            await asyncio.sleep(backoff.delay_s)
             try:
                 moved = await self.replay()
+                backoff.succeeded()
                 if moved:
                     log.info("replayed %d spooled usage events", moved)
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
-                pass  # Redis still away; the events stay spooled
+            except REDIS_ERRORS as exc:  # Redis still refuses; the events stay spooled, the next try comes later
+                log.debug("usage replay refused (%s); next try in %.0f s", type(exc).__name__, backoff.failed())
+
+
+def _line(event: UsageEvent) -> str:
+    return json.dumps(asdict(event), separators=(",", ":"))
 
 
 def _is_event(line: str) -> bool:

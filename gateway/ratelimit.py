@@ -8,8 +8,11 @@ worker's real usage is applied (refund or debt) with a second, unchecked call; t
 one background task in pipelined batches, so a finished request costs no Redis round trip of its own. Every bucket key carries the account id
 as a hash tag, so the four keys share a Redis Cluster slot.
 
-Redis unreachable: admission fails open (requests keep flowing; limits resume when Redis returns), with a 1 s breaker
-so an outage costs one failed round trip per second, not one per request.
+Redis away (any error: unreachable, READONLY, OOM): admission fails open (requests keep flowing; limits resume when
+Redis returns), with a 1 s breaker so an outage costs one failed round trip per second, not one per request.
+Corrections not yet in Redis are summed per key (memory bounded by the number of keys, not of requests) and retried
+with backoff; one older than a bucket's refill window (`SETTLEMENT_MAX_AGE_S`) is dropped and counted, since by then
+the bucket it corrects has refilled and applying it would charge the outage's traffic a second time.
 """
 
 import asyncio
@@ -25,10 +28,12 @@ from redis.exceptions import NoScriptError
 from contracts import rate_limit_keys
 from gateway.db import KeyRecord
 from gateway.errors import RateLimited
+from gateway.outages import REDIS_ERRORS, Backoff
 
 log = logging.getLogger("hearth.gateway.ratelimit")
 
 _SCRIPT = (Path(__file__).parent / "token_buckets.lua").read_text()
+SETTLEMENT_MAX_AGE_S = 60.0  # RPM/TPM buckets refill completely within a minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,13 @@ class Limits:
     key_tpm: int
     account_rpm: int
     account_tpm: int
+
+
+@dataclass(slots=True)
+class _Correction:
+    key: KeyRecord
+    delta: int  # tokens: + debt, - refund
+    since: float  # monotonic time of the oldest correction summed in
 
 
 @dataclass(slots=True)
@@ -72,8 +84,10 @@ class RateLimiter:
         self._key_rpm = key_rpm
         self._key_tpm = key_tpm
         self._down_until = 0.0
-        self._settlements: list[tuple[KeyRecord, int]] = []
+        self._settlements: dict[int, _Correction] = {}  # key id -> corrections not yet in Redis
         self._settle_wanted = asyncio.Event()
+        self._settle_backoff = Backoff(first_s=0.5, max_s=10.0)
+        self.num_settlements_expired = 0
         self._admits: list[tuple[list[str], list[str | int], asyncio.Future[list[int] | None]]] = []
         self._batches: set[asyncio.Task[None]] = set()
 
@@ -127,11 +141,12 @@ class RateLimiter:
                 for i, out in enumerate(results):
                     if isinstance(out, aioredis.ResponseError):
                         if not isinstance(out, NoScriptError):
-                            raise out
+                            raise out  # READONLY, OOM...: the same fail-open as an unreachable Redis
                         keys, args, _ = batch[i]
                         results[i] = await self._script(keys=keys, args=args)
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-            log.warning("rate limiter: redis unreachable (%s); failing open for 1 s", type(exc).__name__)
+        except REDIS_ERRORS as exc:
+            log.warning("rate limiter: redis refused (%s: %s); failing open for 1 s", type(exc).__name__,
+                        str(exc)[:80])
             self._down_until = time.monotonic() + 1.0
             results = [None] * len(batch)
         except BaseException as exc:
@@ -184,25 +199,54 @@ class RateLimiter:
             return  # admitted while Redis was away: nothing was charged, so nothing to correct
         delta = actual_tokens - admission.tokens_charged
         if delta:
-            self._settlements.append((key, delta))
+            self._add_correction(_Correction(key, delta, time.monotonic()))
             self._settle_wanted.set()
 
+    def _add_correction(self, correction: _Correction) -> None:
+        pending = self._settlements.get(correction.key.key_id)
+        if pending is None:
+            self._settlements[correction.key.key_id] = correction
+        else:
+            pending.delta += correction.delta
+            pending.since = min(pending.since, correction.since)
+
     async def run_settler(self) -> None:
-        """Runs for the life of the process: whatever settled while the last batch was in flight goes in the next."""
+        """Runs for the life of the process: whatever settled while the last batch was in flight goes in the next;
+        after a refusal the same corrections (plus new ones) go again after a backoff."""
         while True:
             await self._settle_wanted.wait()
             self._settle_wanted.clear()
-            await self.flush()
+            if not await self.flush():
+                await asyncio.sleep(self._settle_backoff.delay_s)
+                self._settle_wanted.set()
 
-    async def flush(self) -> None:
-        batch, self._settlements = self._settlements, []
-        if not batch or time.monotonic() < self._down_until:
-            return  # Redis away: corrections are dropped, as admissions fail open meanwhile
+    async def flush(self) -> bool:
+        """Sends the pending corrections; False when Redis refused them (they stay pending, bar expired ones)."""
+        batch, self._settlements = self._settlements, {}
+        now = time.monotonic()
+        fresh = [c for c in batch.values() if now - c.since <= SETTLEMENT_MAX_AGE_S]
+        if len(fresh) < len(batch):
+            self.num_settlements_expired += len(batch) - len(fresh)
+            log.warning("rate limiter: dropped %d corrections older than %.0f s", len(batch) - len(fresh),
+                        SETTLEMENT_MAX_AGE_S)
+        if not fresh:
+            return True
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                for key, delta in batch:
-                    await self._script(keys=self.bucket_keys(key), args=self._args(key, True, 0, delta), client=pipe)
-                await pipe.execute()
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-            log.warning("rate limiter: redis unreachable (%s); failing open for 1 s", type(exc).__name__)
-            self._down_until = time.monotonic() + 1.0
+                for c in fresh:
+                    await self._script(keys=self.bucket_keys(c.key), args=self._args(c.key, True, 0, c.delta),
+                                       client=pipe)
+                results = await pipe.execute(raise_on_error=False)
+            refused = [c for c, out in zip(fresh, results, strict=True) if isinstance(out, Exception)]
+            error = next((out for out in results if isinstance(out, Exception)), None)
+        except REDIS_ERRORS as exc:
+            refused, error = fresh, exc
+        if not refused:
+            self._settle_backoff.succeeded()
+            return True
+        delay = self._settle_backoff.failed()
+        log.warning("rate limiter: redis refused %d corrections (%s: %s); retrying in %.1f s", len(refused),
+                    type(error).__name__, str(error)[:80], delay)
+        for c in refused:  # only those: a correction Redis applied must not be applied twice
+            self._add_correction(c)
+        return False
