@@ -152,8 +152,10 @@ class Tokenizer:
         eos_id, eos = token_of("eos_token_id")
         specials = {"bos_token": bos, "eos_token": eos, "unk_token": token_of("unknown_token_id")[1],
                     "pad_token": token_of("padding_token_id")[1]}
+        # Instruct GGUFs also name their end-of-turn tokens (Llama 3's <|eot_id|> / <|eom_id|>, Gemma's <end_of_turn>)
+        stops = [eos_id, token_of("eot_token_id")[0], token_of("eom_token_id")[0]]
         return cls(
-            backend, bos_token_id=bos_id, eos_token_ids=[] if eos_id is None else [eos_id],
+            backend, bos_token_id=bos_id, eos_token_ids=list(dict.fromkeys(i for i in stops if i is not None)),
             add_bos=bool(field(reader, "tokenizer.ggml.add_bos_token", False)),
             chat_template=field(reader, "tokenizer.chat_template"),
             special_tokens={k: v for k, v in specials.items() if v is not None},
