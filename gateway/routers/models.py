@@ -2,23 +2,38 @@
 
 from fastapi import APIRouter
 
+from billing.pricing import Prices
 from gateway.db import ModelEntry
 from gateway.deps import CurrentKey, ServicesDep
+from gateway.services import Services
 
 router = APIRouter(prefix="/v1")
 
 
-def _model_object(entry: ModelEntry) -> dict[str, object]:
-    return {"id": entry.public_name, "object": "model", "created": entry.created, "owned_by": entry.owned_by}
+def _model_object(entry: ModelEntry, prices: Prices | None) -> dict[str, object]:
+    # OpenAI's Model fields, then what a developer needs beside them: the context length and the catalog prices in
+    # USD per million tokens (decimal strings, as the control plane's /api/v1/models; an adapter costs its base's)
+    out: dict[str, object] = {"id": entry.public_name, "object": "model", "created": entry.created,
+                              "owned_by": entry.owned_by, "context_length": entry.context_length}
+    if prices is not None:
+        out |= {"price_input_per_mtok": str(prices.input_per_mtok),
+                "price_cached_input_per_mtok": str(prices.cached_input_per_mtok),
+                "price_output_per_mtok": str(prices.output_per_mtok)}  # fmt: skip
+    return out
+
+
+async def _described(services: Services, entries: list[ModelEntry]) -> list[dict[str, object]]:
+    return [_model_object(e, await services.prices.prices(e.base_model_id)) for e in entries]
 
 
 @router.get("/models")
 async def list_models(key: CurrentKey, services: ServicesDep) -> dict[str, object]:
     entries = await services.catalog.models_for(key)
-    return {"object": "list", "data": [_model_object(e) for e in entries]}
+    return {"object": "list", "data": await _described(services, entries)}
 
 
 # Public names contain slashes (accounts/hearth/models/x), hence the path converter.
 @router.get("/models/{model:path}")
 async def retrieve_model(model: str, key: CurrentKey, services: ServicesDep) -> dict[str, object]:
-    return _model_object(await services.catalog.resolve(key, model))
+    entry = await services.catalog.resolve(key, model)
+    return _model_object(entry, await services.prices.prices(entry.base_model_id))
