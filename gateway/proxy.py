@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from contracts import WORKER_SECRET_HEADER
 from gateway.errors import NoCapacity, UpstreamError, UpstreamFailed, error_body
@@ -49,6 +50,7 @@ class RelayState:
     usage: Usage = field(default_factory=Usage)
     num_content_chunks: int = 0
     status: str = "aborted"  # until the worker's [DONE] arrives or it fails
+    first_content_at: str | None = None  # ISO time the first text chunk was relayed (TTFT, streams only)
 
     def billed(self) -> Usage:
         if self.usage.reported:
@@ -227,6 +229,8 @@ async def relay_sse(
                     continue
             if _carries_text(data):
                 state.num_content_chunks += 1
+                if state.first_content_at is None:
+                    state.first_content_at = datetime.now(UTC).isoformat(timespec="microseconds")
             if '"error"' in data and data.startswith('{"error"'):
                 state.status = "error"  # the worker reported a failure in-band; relay it and stop
                 yield f"data: {data}\n\n".encode()
