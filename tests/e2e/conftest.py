@@ -244,12 +244,15 @@ class Tenant:
 
 @pytest.fixture
 def e2e_account(transactional_db, smollm2_catalog) -> Callable[[str], Tenant]:
-    from accounts.models import Account
+    from accounts.models import Account, Membership, User
     from keys.services import api_key_create
 
     def _make(name: str = "e2e") -> Tenant:
         account = Account.objects.create(slug=f"{name}-{time.time_ns()}", name=name)
-        key, secret = api_key_create(account=account, name="e2e")
+        owner = User.objects.create_user(email=f"{account.slug}@example.com")
+        Membership(account=account, user=owner, role=Membership.Role.OWNER).save(force_insert=True)
+        # Both scopes: the tests call models with it and upload adapters to the control plane (as the owner).
+        key, secret = api_key_create(account=account, name="e2e", scopes=["inference", "management"], created_by=owner)
         return Tenant(account, key, secret)
 
     return _make
