@@ -15,6 +15,7 @@ from accounts import selectors, serializers, services
 from accounts.models import Membership
 from hearth_platform.throttling import LoginThrottle, SignupThrottle
 from tenancy.api import AccountScopedViewSet, request_membership
+from tenancy.roles import require_person
 
 
 class CsrfEnforced(permissions.BasePermission):
@@ -107,16 +108,43 @@ class AccountView(APIView):
 
 
 class MemberViewSet(mixins.ListModelMixin, AccountScopedViewSet):
+    """People of the account. Adding, removing and changing roles need a person (a session), never an API key."""
+
     model = Membership
     serializer_class = serializers.MemberSerializer
+    lookup_value_regex = r"\d+"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def scoped_queryset(self, account):  # type: ignore[no-untyped-def]
         return selectors.membership_list(account=account)
 
     @extend_schema(request=serializers.MemberAddSerializer, responses={201: serializers.MemberSerializer})
     def create(self, request: Request) -> Response:
+        require_person(self.get_actor(), "add members")
         data = serializers.MemberAddSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = services.membership_add(account=self.get_account(), acting_role=self.get_role(),
                                              **data.validated_data)
         return Response(serializers.MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=serializers.MemberRoleSerializer, responses=serializers.MemberSerializer,
+                   summary="Change a member's role (owners only; the last owner stays an owner)")
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        actor = self.get_actor()
+        require_person(actor, "change roles")
+        membership = self.get_object()  # another account's member is a 404 before any role check
+        data = serializers.MemberRoleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_role_set(account=actor.account, membership=membership, acting_role=actor.role,
+                                                  **data.validated_data)
+        return Response(serializers.MemberSerializer(membership).data)
+
+    @extend_schema(request=None, responses={204: None},
+                   summary="Remove a member, or leave (their keys here are revoked; the last owner can't go)")
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        actor = self.get_actor()
+        require_person(actor, "remove members")
+        membership = self.get_object()
+        services.membership_remove(account=actor.account, membership=membership, acting_role=actor.role,
+                                   acting_user_id=actor.user_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

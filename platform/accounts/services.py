@@ -104,3 +104,41 @@ def membership_add(*, account: Account, acting_role: str, email: str, role: str)
     except IntegrityError:
         raise ConflictError("This person is already a member of the account.", field="email") from None
     return membership
+
+
+def _owner_count_locked(account: Account) -> int:
+    # Row locks on the owners: two owners removing or demoting each other at once can't both succeed.
+    return len(Membership.objects.for_account(account).select_for_update().filter(role=Membership.Role.OWNER))
+
+
+@transaction.atomic
+def membership_remove(*, account: Account, membership: Membership, acting_role: str, acting_user_id: int) -> None:
+    """Remove a person from the account (anyone may leave it). The keys they created there are revoked: they were
+    made under their role, which is gone."""
+    from keys.services import api_key_revoke_created_by  # keys imports accounts.models; no cycle at import time
+
+    leaving = membership.user_id == acting_user_id
+    if not leaving:
+        if acting_role not in (Membership.Role.OWNER, Membership.Role.ADMIN):
+            raise ForbiddenError("Only owners and admins can remove members.")
+        if membership.role == Membership.Role.OWNER and acting_role != Membership.Role.OWNER:
+            raise ForbiddenError("Only an owner can remove an owner.")
+    if membership.role == Membership.Role.OWNER and _owner_count_locked(account) <= 1:
+        raise ConflictError("An account needs an owner: make someone else owner before the last one leaves.",
+                            field="role", code="last_owner")
+    api_key_revoke_created_by(account=account, user_id=membership.user_id)
+    membership.delete()
+
+
+@transaction.atomic
+def membership_role_set(*, account: Account, membership: Membership, acting_role: str, role: str) -> Membership:
+    if acting_role != Membership.Role.OWNER:
+        raise ForbiddenError("Only an owner can change roles.")
+    if role not in Membership.Role.values:
+        raise ApplicationError(f"Role must be one of: {', '.join(Membership.Role.values)}.", field="role")
+    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER and _owner_count_locked(account) <= 1:
+        raise ConflictError("An account needs an owner: make someone else owner before changing this role.",
+                            field="role", code="last_owner")
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership

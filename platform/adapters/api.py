@@ -12,6 +12,7 @@ from accounts.models import Account
 from adapters import selectors, serializers, services, uploads
 from adapters.models import Adapter
 from tenancy.api import AccountScopedViewSet
+from tenancy.roles import require_manager
 
 
 class AdapterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, AccountScopedViewSet):
@@ -43,5 +44,7 @@ class AdapterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, AccountSc
 
     @extend_schema(request=None, responses={204: None})
     def destroy(self, request: Request, uid: str | None = None) -> Response:
-        services.adapter_delete(adapter=self.get_object())
+        adapter = self.get_object()  # another account's adapter is a 404 before any role check
+        require_manager(self.get_actor(), "delete adapters")  # members upload and use them; deleting breaks callers
+        services.adapter_delete(adapter=adapter)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,4 +1,5 @@
-"""`Authorization: Bearer hk_…` on the management API: the key acts for its account."""
+"""`Authorization: Bearer hk_…` on the management API: only a key with the management scope is let in; it acts for its
+account with its creator's role (tenancy.api.request_actor)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from contracts import SCOPE_MANAGEMENT
 from keys.models import SECRET_PREFIX, ApiKey
 from keys.selectors import api_key_verify
 
@@ -53,6 +55,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if found is None:
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         key, _account = found
+        if SCOPE_MANAGEMENT not in key.scopes:
+            raise exceptions.PermissionDenied(
+                "This API key has the inference scope only: it calls models through the gateway (/v1). Managing the "
+                "account takes a key created with the management scope, or the dashboard."
+            )
         return ApiKeyPrincipal(key), key
 
     def authenticate_header(self, request: Request) -> str:

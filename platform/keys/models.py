@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from contracts import API_KEY_PREFIX as SECRET_PREFIX
+from contracts import API_KEY_SCOPES, SCOPE_INFERENCE
 from tenancy.models import TenantOwnedModel
+
+
+def default_scopes() -> list[str]:
+    return [SCOPE_INFERENCE]
 
 
 class ApiKey(TenantOwnedModel):
@@ -19,6 +26,12 @@ class ApiKey(TenantOwnedModel):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # What the key may call (contracts.API_KEY_SCOPES); the gateway refuses a key without `inference` on /v1.
+    scopes = ArrayField(models.CharField(max_length=16, choices=[(s, s) for s in API_KEY_SCOPES]), default=default_scopes)
+    # The person who made it: a member manages only their own keys, and a management key acts with its creator's
+    # current role (no creator, or one who left the account: it manages nothing).
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
 
     class Meta(TenantOwnedModel.Meta):
         db_table = "keys_apikey"

@@ -9,7 +9,7 @@ from keys.models import ApiKey
 
 
 def api_key_list(*, account: Account) -> QuerySet[ApiKey]:
-    return ApiKey.objects.for_account(account).order_by("-created_at", "-id")
+    return ApiKey.objects.for_account(account).select_related("created_by").order_by("-created_at", "-id")
 
 
 def api_key_get(*, account: Account, key_id: int) -> ApiKey | None:

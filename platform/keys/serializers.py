@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from contracts import API_KEY_SCOPES, SCOPE_INFERENCE
 from keys.models import ApiKey
 
 
@@ -9,10 +10,15 @@ class ApiKeySerializer(serializers.ModelSerializer):
     masked = serializers.CharField(read_only=True, help_text="The secret is shown once at creation; this is how it "
                                    "reads afterwards, e.g. `hk_…abcd`.")
     is_active = serializers.SerializerMethodField()
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=API_KEY_SCOPES), read_only=True,
+                                   help_text="`inference`: the gateway's /v1 API; `management`: this control-plane API.")
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True,
+                                        help_text="The person who created the key (null once they are gone).")
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "masked", "created_at", "last_used_at", "expires_at", "revoked_at", "is_active"]
+        fields = ["id", "name", "masked", "scopes", "created_by", "created_at", "last_used_at", "expires_at",
+                  "revoked_at", "is_active"]
         read_only_fields = fields
 
     def get_is_active(self, key: ApiKey) -> bool:
@@ -24,6 +30,11 @@ class ApiKeySerializer(serializers.ModelSerializer):
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=API_KEY_SCOPES), required=False, default=[SCOPE_INFERENCE], min_length=1,
+        help_text="What the key may call: `inference` (default) calls models through the gateway; `management` calls "
+        "this API with its creator's role. No key can create keys.",
+    )
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):

@@ -3,14 +3,15 @@ from __future__ import annotations
 import logging
 import secrets
 import string
+from collections.abc import Iterable
 from datetime import datetime
 
 import redis
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Account
-from contracts import API_KEY_BODY_LENGTH, KEYS_REVOKED_CHANNEL, api_key_hash
+from accounts.models import Account, User
+from contracts import API_KEY_BODY_LENGTH, API_KEY_SCOPES, KEYS_REVOKED_CHANNEL, SCOPE_INFERENCE, api_key_hash
 from hearth_platform.errors import ApplicationError
 from hearth_platform.redis_client import get_redis
 from keys.models import SECRET_PREFIX, ApiKey
@@ -26,9 +27,24 @@ def _new_secret() -> str:
     return SECRET_PREFIX + "".join(secrets.choice(_BASE62) for _ in range(API_KEY_BODY_LENGTH))
 
 
+def _clean_scopes(scopes: Iterable[str] | None) -> list[str]:
+    chosen = [SCOPE_INFERENCE] if scopes is None else list(dict.fromkeys(scopes))
+    if not chosen:
+        raise ApplicationError("Give the key at least one scope.", field="scopes", code="required")
+    unknown = [s for s in chosen if s not in API_KEY_SCOPES]
+    if unknown:
+        raise ApplicationError(f"Scopes are {', '.join(API_KEY_SCOPES)}; not {', '.join(map(str, unknown))}.",
+                               field="scopes")
+    return chosen
+
+
 @transaction.atomic
-def api_key_create(*, account: Account, name: str, expires_at: datetime | None = None) -> tuple[ApiKey, str]:
-    """Create a key; returns it with its secret, which is never stored and can't be shown again."""
+def api_key_create(
+    *, account: Account, name: str, expires_at: datetime | None = None, scopes: Iterable[str] | None = None,
+    created_by: User | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key (default scope: inference only); returns it with its secret, which is never stored and can't be
+    shown again. `created_by`: the person who asked for it (a member manages only their own keys)."""
     name = (name or "").strip()
     if not name:
         raise ApplicationError("Give the key a name.", field="name", code="required")
@@ -36,11 +52,12 @@ def api_key_create(*, account: Account, name: str, expires_at: datetime | None =
         raise ApplicationError(f"Key names are at most {NAME_MAX_LENGTH} characters.", field="name", code="max_length")
     if expires_at is not None and expires_at <= timezone.now():
         raise ApplicationError("The expiry date must be in the future.", field="expires_at")
+    chosen_scopes = _clean_scopes(scopes)
     secret = _new_secret()
     body = secret[len(SECRET_PREFIX):]
     key = ApiKey(
         account=account, name=name, hashed_key=api_key_hash(secret), prefix=body[:8], last4=body[-4:],
-        expires_at=expires_at,
+        expires_at=expires_at, scopes=chosen_scopes, created_by=created_by,
     )
     key.save(force_insert=True)
     log.info("api key %s created for account %s", key.pk, account.pk)
@@ -65,3 +82,12 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     hashed_key = key.hashed_key
     transaction.on_commit(lambda: _publish_revoked(hashed_key))
     return key
+
+
+@transaction.atomic
+def api_key_revoke_created_by(*, account: Account, user_id: int) -> int:
+    """Revoke every active key a person created in the account (they are leaving it); returns how many."""
+    keys = list(ApiKey.objects.for_account(account).filter(created_by_id=user_id, revoked_at__isnull=True))
+    for key in keys:
+        api_key_revoke(key=key)
+    return len(keys)

@@ -13,19 +13,31 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.models import Account, Membership
 from hearth_platform.errors import ApplicationError, ForbiddenError
+from tenancy.roles import Actor
 
 ACCOUNT_HEADER = "X-Hearth-Account"  # optional: the slug of the account to act for, when a user has several
 
 
-def request_membership(request: Request) -> tuple[Account, str]:
-    """(account, role) the request acts for. A key acts for its own account with the `member` role."""
-    cached = getattr(request, "_hearth_membership", None)
+def request_actor(request: Request) -> Actor:
+    """Who the request acts as. A person acts for the account they chose (ACCOUNT_HEADER) or their first one; an API
+    key (authentication already required the management scope) for its own account, with the current role of the
+    person who created it: a key whose creator left the account, or that no person created, manages nothing."""
+    cached = getattr(request, "_hearth_actor", None)
     if cached is not None:
         return cached
     from keys.models import ApiKey  # keys depends on tenancy, not the other way round at import time
 
     if isinstance(request.auth, ApiKey):
-        result = (request.auth.account, Membership.Role.MEMBER.value)
+        key = request.auth
+        role = None
+        if key.created_by_id is not None:
+            role = Membership.objects.for_account(key.account).filter(user_id=key.created_by_id) \
+                .values_list("role", flat=True).first()
+        if role is None:
+            raise exceptions.PermissionDenied(
+                "This key's creator is no longer a member of the account, so the key can't manage it."
+            )
+        result = Actor(account=key.account, role=role, user_id=key.created_by_id, via_key=True)
     else:
         user = request.user
         if not user or not user.is_authenticated or user.pk is None:
@@ -39,9 +51,15 @@ def request_membership(request: Request) -> tuple[Account, str]:
             raise exceptions.PermissionDenied(
                 f"You are not a member of account '{slug}'." if slug else "You are not a member of any account."
             )
-        result = (membership.account, membership.role)
-    request._hearth_membership = result  # type: ignore[attr-defined]
+        result = Actor(account=membership.account, role=membership.role, user_id=user.pk, via_key=False)
+    request._hearth_actor = result  # type: ignore[attr-defined]
     return result
+
+
+def request_membership(request: Request) -> tuple[Account, str]:
+    """(account, role) the request acts for (see request_actor)."""
+    actor = request_actor(request)
+    return actor.account, actor.role
 
 
 def request_account(request: Request) -> Account:
@@ -72,6 +90,9 @@ class AccountScopedViewSet(viewsets.GenericViewSet):
 
     def get_role(self) -> str:
         return request_membership(self.request)[1]
+
+    def get_actor(self) -> Actor:
+        return request_actor(self.request)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

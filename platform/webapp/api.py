@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from accounts.api import IsPerson
 from billing import conf as billing_conf
+from contracts import SCOPE_INFERENCE
 from keys import services as key_services
 from keys.models import ApiKey
 from tenancy.api import request_account
@@ -56,7 +57,9 @@ class PlaygroundTokenView(APIView):
                 key_services.api_key_revoke(key=old)
         expires_at = timezone.now() + conf.playground_key_ttl()
         name = f"{PLAYGROUND_KEY_PREFIX} until {expires_at:%H:%M} UTC"
-        key, secret = key_services.api_key_create(account=account, name=name, expires_at=expires_at)
+        # Inference only: the browser holds this secret, so it must not reach the control plane (nor mint keys).
+        key, secret = key_services.api_key_create(account=account, name=name, expires_at=expires_at,
+                                                  scopes=[SCOPE_INFERENCE], created_by=request.user)
         request.session[_SESSION_KEY] = key.pk
         body = {"id": key.pk, "name": key.name, "secret": secret, "expires_at": expires_at,
                 "gateway_url": conf.gateway_url(request._request)}

@@ -45,8 +45,8 @@ def key_client(signup) -> Callable[..., tuple[APIClient, object]]:
     from keys.services import api_key_create
 
     def _client(email: str = "bob@example.com") -> tuple[APIClient, object]:
-        _user, account = signup(email=email)
-        _key, secret = api_key_create(account=account, name="cli")
+        user, account = signup(email=email)  # the account's owner makes a key for the CLI: management scope
+        _key, secret = api_key_create(account=account, name="cli", scopes=["management"], created_by=user)
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
         return client, account

@@ -21,8 +21,8 @@ from hearth_cli.main import main
 def cli(signup):
     from keys.services import api_key_create
 
-    _user, account = signup("cli@example.com")
-    _key, secret = api_key_create(account=account, name="cli")
+    user, account = signup("cli@example.com")
+    _key, secret = api_key_create(account=account, name="cli", scopes=["management"], created_by=user)
     # As django.test.Client does: a request must not close the test's connection (it holds the test transaction).
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)

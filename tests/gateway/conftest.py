@@ -163,12 +163,12 @@ def make_key(transactional_db, catalog) -> Callable[..., tuple[object, str]]:
 
     counter = iter(range(1_000_000))
 
-    def _make(account=None, **account_fields: object):
+    def _make(account=None, scopes: list[str] | None = None, **account_fields: object):
         if account is None:
             n = next(counter)
             account = Account.objects.create(slug=f"acct-{os.getpid()}-{n}-{time.time_ns()}", name=f"Account {n}",
                                              **account_fields)
-        return api_key_create(account=account, name="test key")
+        return api_key_create(account=account, name="test key", scopes=scopes)
 
     return _make
 

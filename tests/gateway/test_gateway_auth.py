@@ -71,6 +71,20 @@ def test_expired_key_and_suspended_account_are_refused(gateway, make_key):
     assert denied.value.code == "account_suspended"
 
 
+def test_a_management_only_key_is_refused_on_v1(gateway, make_key):
+    _key, secret = make_key(scopes=["management"])
+    sent: list[httpx.Request] = []
+    with pytest.raises(openai.AuthenticationError) as exc:
+        sdk(gateway.url, secret, max_retries=2, sent=sent).models.list()
+    assert exc.value.status_code == 401 and exc.value.code == "insufficient_scope" and len(sent) == 1
+    assert "Missing scopes: inference" in exc.value.message and secret[3:] not in exc.value.message
+    err = _error(httpx.post(f"{gateway.url}/v1/chat/completions", headers={"Authorization": f"Bearer {secret}"},
+                            json={"model": SMOLLM2, "messages": [{"role": "user", "content": "hi"}]}))
+    assert err["code"] == "insufficient_scope"
+    _key, both = make_key(scopes=["inference", "management"])
+    assert sdk(gateway.url, both).models.list().data  # a key with both scopes calls models too
+
+
 def test_model_the_key_cannot_use_is_404_and_not_retried(gateway, make_key):
     _key, secret = make_key()
     sent: list[httpx.Request] = []

@@ -19,8 +19,9 @@ from tenancy.models import UnscopedQueryError
 SECRET_RE = re.compile(r"^hk_[0-9A-Za-z]{40}$")
 
 
-def _create_via_api(client: APIClient, name: str = "prod") -> dict:
-    response = client.post("/api/v1/keys", {"name": name}, format="json")
+def _create_via_api(client: APIClient, name: str = "prod", scopes: list[str] | None = None) -> dict:
+    body = {"name": name} if scopes is None else {"name": name, "scopes": scopes}
+    response = client.post("/api/v1/keys", body, format="json")
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -121,13 +122,30 @@ def test_revoke_via_delete_and_post(logged_in, django_capture_on_commit_callback
 
 def test_bearer_key_acts_for_its_account(logged_in):
     client = logged_in()
-    created = _create_via_api(client, "bearer")
+    created = _create_via_api(client, "bearer", scopes=["management"])
+    assert created["scopes"] == ["management"]
     bearer = APIClient()
     bearer.credentials(HTTP_AUTHORIZATION=f"Bearer {created['secret']}")
     response = bearer.get("/api/v1/keys")
     assert response.status_code == 200
     assert [k["id"] for k in response.json()] == [created["id"]]
     assert bearer.get("/api/v1/me").status_code == 403  # a key is not a person
+
+
+def test_an_inference_key_is_refused_by_the_control_plane(logged_in):
+    client = logged_in()
+    created = _create_via_api(client, "app")
+    assert created["scopes"] == ["inference"]  # the default
+    bearer = APIClient()
+    bearer.credentials(HTTP_AUTHORIZATION=f"Bearer {created['secret']}")
+    response = bearer.get("/api/v1/keys")
+    assert response.status_code == 403 and "inference scope only" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("scopes", "words"), [([], "at least"), (["admin"], "not a valid choice"), ("inference", "list")])
+def test_bad_scopes_are_400(logged_in, scopes, words):
+    response = logged_in().post("/api/v1/keys", {"name": "x", "scopes": scopes}, format="json")
+    assert response.status_code == 400 and words in str(response.json()["scopes"]).lower(), response.json()
 
 
 def test_bad_bearer_is_401_with_a_message(db):
