@@ -211,3 +211,17 @@ def test_family_lora_matches_peft_merged(family_model, tmp_path: Path) -> None:
     assert (runs[0][2][0] - base).abs().max().item() > 0.1
     merged = model.merge_and_unload().eval()
     _check_against(merged, runs, 1e-3)
+
+
+def test_dynamic_ntk_equals_hf_at_the_full_served_context(tmp_path: Path) -> None:
+    # Dynamic NTK rescales with the sequence length in transformers; a paged cache can't re-rotate stored keys, so we
+    # fix it at the served context (configured 32 x factor 2 = 64 tokens), where both must agree exactly.
+    family = Family(transformers.LlamaConfig, {"max_position_embeddings": 32, "rope_parameters": {
+        "rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}}, "llama")
+    hf = _tiny_hf(family, tmp_path / "dynamic")
+    ours = load_model(tmp_path / "dynamic", dtype=torch.float32)
+    assert ours.config.max_position_embeddings == 64
+    ids = _random_ids(64, 9)
+    with torch.inference_mode():
+        ref = hf(input_ids=torch.tensor([ids])).logits[0].float()
+    assert (run_single(ours, ids, num_blocks=8, block_size=8) - ref).abs().max().item() <= 1e-4
