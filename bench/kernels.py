@@ -59,6 +59,7 @@ def copy_bandwidth() -> float:
 
 
 def elementwise(rows: list[Row]) -> None:
+    from kernels.gelu_tanh_and_mul import gelu_tanh_and_mul_reference, gelu_tanh_and_mul_triton
     from kernels.rms_norm import add_rms_norm_reference, add_rms_norm_triton, rms_norm_reference, rms_norm_triton
     from kernels.rotary import apply_rotary_reference, apply_rotary_triton, rotary_cos_sin
     from kernels.silu_and_mul import silu_and_mul_reference, silu_and_mul_triton
@@ -78,6 +79,9 @@ def elementwise(rows: list[Row]) -> None:
     check = rel_err(silu_and_mul_triton(gu), silu_and_mul_reference(gu))
     rows.append(_gbps("silu_and_mul", f"{t // 4}x2*{inter} bf16", gu.nbytes * 3 // 2,
                       lambda: silu_and_mul_triton(gu), lambda: silu_and_mul_reference(gu), check))  # fmt: skip
+    check = rel_err(gelu_tanh_and_mul_triton(gu), gelu_tanh_and_mul_reference(gu))
+    rows.append(_gbps("gelu_tanh_and_mul", f"{t // 4}x2*{inter} bf16", gu.nbytes * 3 // 2,
+                      lambda: gelu_tanh_and_mul_triton(gu), lambda: gelu_tanh_and_mul_reference(gu), check))  # fmt: skip
 
     hq, hk, d = 32, 8, 128
     qkv = torch.randn(t, (hq + 2 * hk) * d, device=DEV, dtype=BF16)
@@ -150,6 +154,14 @@ def decode(rows: list[Row]) -> None:
         tag = f"splits {splits}{' (auto)' if splits == auto else ''}, {block_n}-key tiles, {warps} warps"
         note = f"{tag}, rel err {err:.1e}; SDPA on pre-gathered K/V"
         rows.append(("paged_attention_decode", shape, ms, base_ms, nbytes / ms / 1e6, note))
+    # Sliding window (Mistral, Gemma's local layers): only the last `window` keys are read; GB/s over those bytes
+    window = ctx // 4
+    ref_w = F.scaled_dot_product_attention(q[:, :, None].float(), kd[:, :, -window:].float(),
+                                           vd[:, :, -window:].float(), scale=scale, enable_gqa=True)  # fmt: skip
+    err_w = rel_err(paged_attention_decode(q, kc, vc, lens, tables, scale, sliding_window=window), ref_w[:, :, 0])
+    ms = bench(lambda: paged_attention_decode(q, kc, vc, lens, tables, scale, sliding_window=window))
+    rows.append(("paged_attention_decode", f"{shape} window {window}", ms, base_ms, nbytes * window / ctx / ms / 1e6,
+                 f"sliding_window {window}, rel err {err_w:.1e}; SDPA over the full context"))  # fmt: skip
 
 
 def prefill(rows: list[Row]) -> None:
