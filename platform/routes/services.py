@@ -16,6 +16,7 @@ from accounts.models import Account
 from adapters.models import Adapter
 from catalog.models import BaseModel
 from contracts import ROUTES_CHANGED_CHANNEL
+from contracts.model_kinds import MODEL_KIND_CHAT
 from hearth_platform.errors import ApplicationError, ConflictError
 from hearth_platform.redis_client import get_redis
 from routes.models import Route, RouteVariant
@@ -49,6 +50,9 @@ def _resolve(account: Account, model: str, index: int) -> tuple[BaseModel, Adapt
         base = BaseModel.objects.filter(slug=m["name"], is_active=True).first()
         if base is None:
             raise ApplicationError(f"There is no catalog model '{model}'.", field=field, code="model_not_found")
+        if base.kind != MODEL_KIND_CHAT:
+            raise ApplicationError(f"'{model}' is an {base.kind} model; routes split chat and completion traffic.",
+                                   field=field)
         return base, None
     if m["account"] != account.slug:
         raise ApplicationError(f"'{model}' is not a model of this account.", field=field, code="model_not_found")

@@ -83,6 +83,8 @@ def test_create_list_update_and_live_change_message(logged_in, smollm2, django_c
     ({"name": "r", "variants": [{"model": BASE, "weight": 0}]}, "variants"),
     ({"name": "r", "variants": [{"model": "accounts/hearth/models/nope", "weight": 1}]}, "variants[0].model"),
     ({"name": "r", "variants": [{"model": "gpt-4", "weight": 1}]}, "variants[0].model"),
+    ({"name": "r", "variants": [{"model": "accounts/hearth/models/all-minilm-l6-v2", "weight": 1}]},
+     "variants[0].model"),
     ({"name": "r", "variants": [{"model": BASE, "weight": 1}, {"model": BASE, "weight": 2}]}, "variants[1].model"),
 ])
 def test_bad_routes_are_400_with_the_field(logged_in, smollm2, body, field):
@@ -195,3 +197,16 @@ def test_per_variant_stats_from_the_ledger(logged_in, smollm2):
                       ).status_code == 400
     r.delete(USAGE_STREAM)
     r.close()
+
+
+def test_an_embedding_model_cannot_be_a_variant(logged_in, smollm2):
+    from catalog.models import BaseModel
+
+    BaseModel.objects.update_or_create(slug="minilm-test", defaults=dict(
+        public_name="accounts/hearth/models/minilm-test", display_name="MiniLM", architecture="bert",
+        context_length=256, weights_uri="test://minilm", kind="embedding", price_input_per_mtok="0.01",
+        price_cached_input_per_mtok="0.01", price_output_per_mtok="0"))
+    client, _account = owner_client(logged_in, "ada@example.com")
+    resp = client.post("/api/v1/routes", {"name": "r", "variants": [
+        {"model": "accounts/hearth/models/minilm-test", "weight": 1}]}, format="json")
+    assert resp.status_code == 400 and "embedding" in resp.json()["variants[0].model"][0]
