@@ -10,7 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 from gateway.body_limit import BodyLimitMiddleware
 from gateway.errors import install_error_handlers
 from gateway.middleware import RequestIdMiddleware
-from gateway.routers import health, inference, models
+from gateway.routers import health, inference, metrics, models
 from gateway.services import build_services
 from gateway.settings import Settings, get_settings
 
@@ -54,4 +54,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inference.router)
     app.include_router(models.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app

@@ -16,10 +16,11 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
-from contracts import API_KEY_RE, KEYS_LAST_USED_HASH, KEYS_REVOKED_CHANNEL, SCOPE_INFERENCE, api_key_hash
+from contracts import API_KEY_RE, KEYS_LAST_USED_HASH, KEYS_REVOKED_CHANNEL, api_key_hash
 from contracts.pubsub import listen_forever
 from gateway.db import Database, KeyRecord
-from gateway.errors import AccountSuspended, InvalidApiKey
+from gateway.errors import AccountSuspended, InvalidApiKey, ServiceUnavailable
+from gateway.outages import DB_ERRORS
 
 log = logging.getLogger("hearth.gateway.auth")
 
@@ -33,9 +34,10 @@ def _masked(secret: str) -> str:
 
 class Authenticator:
     def __init__(
-        self, db: Database, *, ttl_s: float, negative_ttl_s: float, max_entries: int
+        self, db: Database, *, ttl_s: float, negative_ttl_s: float, max_entries: int, stale_s: float = 0.0
     ) -> None:
         self._db = db
+        self._stale_s = stale_s
         self._ttl_s = ttl_s
         self._negative_ttl_s = negative_ttl_s
         self._max_entries = max_entries
@@ -65,12 +67,6 @@ class Authenticator:
             raise InvalidApiKey(f"The API key {_masked(secret)} has been revoked.")
         if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
             raise InvalidApiKey(f"The API key {_masked(secret)} has expired.")
-        if SCOPE_INFERENCE not in record.scopes:  # a management-only key: 401 as OpenAI answers a missing scope
-            raise InvalidApiKey(
-                f"The API key {_masked(secret)} has insufficient permissions for this operation. Missing scopes: "
-                f"{SCOPE_INFERENCE}. Create a key with the {SCOPE_INFERENCE} scope to call models.",
-                code="insufficient_scope",
-            )
         if record.account_status != "active":
             raise AccountSuspended(f"The account {record.account_slug} is {record.account_status}.")
         self._last_used[record.key_id] = int(time.time())
@@ -85,7 +81,14 @@ class Authenticator:
             task = asyncio.ensure_future(self._db.key_by_hash(hashed))  # must not cancel it for the others
             self._inflight[hashed] = task
             task.add_done_callback(lambda t: self._store(hashed, now, t))
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except DB_ERRORS as exc:
+            # Postgres away: a key this process knew keeps its last answer for stale_s past its TTL (revocations
+            # still arrive by pub/sub); an unknown one can't be checked.
+            if hit is not None and hit[0] + self._stale_s > now:
+                return hit[1]
+            raise ServiceUnavailable("The API key could not be checked right now. Please retry shortly.") from exc
 
     def _store(self, hashed: str, now: float, task: "asyncio.Future[KeyRecord | None]") -> None:
         self._inflight.pop(hashed, None)

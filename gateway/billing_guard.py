@@ -19,8 +19,8 @@ import redis.asyncio as aioredis
 
 from billing.pricing import Prices, cost_usd, format_usd
 from contracts import billing_state_key, spend_key
-from gateway.errors import GatewayError
-from gateway.outages import REDIS_ERRORS
+from gateway.errors import GatewayError, ServiceUnavailable
+from gateway.outages import DB_ERRORS, REDIS_ERRORS
 
 log = logging.getLogger("hearth.gateway.billing")
 
@@ -125,15 +125,24 @@ class PriceBook:
     """Catalog prices by base model id, read with the gateway's own pool and cached for ttl_s (an adapter is priced
     as its base model, so the gateway passes entry.base_model_id). `fetch(sql)` returns rows."""
 
-    def __init__(self, fetch: Fetch, *, ttl_s: float = 5.0) -> None:
+    def __init__(self, fetch: Fetch, *, ttl_s: float = 5.0, stale_s: float = 0.0) -> None:
         self._fetch = fetch
         self._ttl_s = ttl_s
+        self._stale_s = stale_s
         self._prices: dict[int, Prices] = {}
         self._expires = 0.0
 
     async def prices(self, base_model_id: int) -> Prices | None:
+        """None: the model has no price row. Postgres away: the cached prices for up to stale_s past their TTL,
+        then ServiceUnavailable (callers that only show a cost treat that as no price; the ledger rates anyway)."""
         if self._expires <= time.monotonic() or base_model_id not in self._prices:
-            rows = await self._fetch(_PRICES_SQL)
+            try:
+                rows = await self._fetch(_PRICES_SQL)
+            except DB_ERRORS as exc:
+                if self._expires and self._expires + self._stale_s > time.monotonic():
+                    log.warning("prices unreadable (%s); using the cached ones", type(exc).__name__)
+                    return self._prices.get(base_model_id)
+                raise ServiceUnavailable("Prices can't be read right now. Please retry shortly.") from exc
             self._prices = {row[0]: Prices(Decimal(row[1]), Decimal(row[2]), Decimal(row[3])) for row in rows}
             self._expires = time.monotonic() + self._ttl_s
         return self._prices.get(base_model_id)

@@ -16,7 +16,8 @@ import redis.asyncio as aioredis
 from contracts import ADAPTERS_DELETED_CHANNEL
 from contracts.pubsub import listen_forever
 from gateway.db import Database, KeyRecord, ModelEntry
-from gateway.errors import ModelNotFound
+from gateway.errors import ModelNotFound, ServiceUnavailable
+from gateway.outages import DB_ERRORS
 
 log = logging.getLogger("hearth.gateway.catalog")
 
@@ -38,8 +39,9 @@ class _Listing:
 
 
 class Catalog:
-    def __init__(self, db: Database, *, ttl_s: float, miss_refresh_s: float = 1.0) -> None:
+    def __init__(self, db: Database, *, ttl_s: float, miss_refresh_s: float = 1.0, stale_s: float = 0.0) -> None:
         self._db = db
+        self._stale_s = stale_s  # Postgres away: a listing this old past its TTL is still served
         self._ttl_s = ttl_s
         self._miss_refresh_s = miss_refresh_s
         self._base = _Listing()
@@ -52,8 +54,18 @@ class Catalog:
             return self._base
         async with self._base_lock:  # one refresh however many requests find it stale
             if not self._base.fetched_at or self._base.fetched_at + self._ttl_s <= time.monotonic():
-                self._base = _Listing.of(await self._db.base_models(), bare_slugs=True)
+                try:
+                    self._base = _Listing.of(await self._db.base_models(), bare_slugs=True)
+                except DB_ERRORS as exc:
+                    if not self._usable_stale(self._base):
+                        raise ServiceUnavailable("The model catalog can't be read right now. Please retry "
+                                                 "shortly.") from exc
+                    log.warning("catalog unreadable (%s); serving the cached one", type(exc).__name__)
         return self._base
+
+    def _usable_stale(self, listing: "_Listing | None") -> bool:
+        return (listing is not None and listing.fetched_at > 0
+                and listing.fetched_at + self._ttl_s + self._stale_s > time.monotonic())
 
     async def _account_adapters(self, account_id: int, *, max_age_s: float) -> _Listing:
         hit = self._adapters.get(account_id)
@@ -64,7 +76,12 @@ class Catalog:
             task = asyncio.ensure_future(self._db.adapters_for_account(account_id))
             self._inflight[account_id] = task
             task.add_done_callback(lambda _: self._inflight.pop(account_id, None))
-        listing = _Listing.of(await asyncio.shield(task), bare_slugs=False)
+        try:
+            listing = _Listing.of(await asyncio.shield(task), bare_slugs=False)
+        except DB_ERRORS as exc:
+            if hit is None or not self._usable_stale(hit):
+                raise ServiceUnavailable("Your models can't be read right now. Please retry shortly.") from exc
+            return hit
         if len(self._adapters) >= _MAX_ACCOUNTS:
             self._adapters.clear()
         self._adapters[account_id] = listing

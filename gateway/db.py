@@ -10,10 +10,10 @@ from datetime import datetime
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from contracts import SCOPE_INFERENCE, worker_model_name
+from contracts import worker_model_name
 
 KEY_SQL = """
-SELECT k.id, k.account_id, k.expires_at, k.revoked_at, a.slug, a.status, a.rpm_limit, a.tpm_limit, k.scopes
+SELECT k.id, k.account_id, k.expires_at, k.revoked_at, a.slug, a.status, a.rpm_limit, a.tpm_limit
 FROM keys_apikey k JOIN accounts_account a ON a.id = k.account_id
 WHERE k.hashed_key = %s
 """
@@ -46,7 +46,6 @@ class KeyRecord:
     tpm_limit: int | None
     expires_at: datetime | None
     revoked_at: datetime | None
-    scopes: tuple[str, ...] = (SCOPE_INFERENCE,)  # contracts.API_KEY_SCOPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +68,11 @@ class ModelEntry:
 
 
 class Database:
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 30.0) -> None:
+        # timeout_s: how long a query waits for a pooled connection; while Postgres is down that is how long a
+        # request waits before the gateway serves from its caches or answers 503 (gateway/outages.py).
         self._pool: AsyncConnectionPool = AsyncConnectionPool(
-            dsn, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": True}
+            dsn, min_size=min_size, max_size=max_size, open=False, timeout=timeout_s, kwargs={"autocommit": True}
         )
 
     async def open(self) -> None:
@@ -89,8 +90,8 @@ class Database:
         rows = await self.fetch(KEY_SQL, (hashed_key,))
         if not rows:
             return None
-        key_id, account_id, expires_at, revoked_at, slug, status, rpm, tpm, scopes = rows[0]
-        return KeyRecord(key_id, account_id, slug, status, rpm, tpm, expires_at, revoked_at, tuple(scopes))
+        key_id, account_id, expires_at, revoked_at, slug, status, rpm, tpm = rows[0]
+        return KeyRecord(key_id, account_id, slug, status, rpm, tpm, expires_at, revoked_at)
 
     async def base_models(self) -> list[ModelEntry]:
         rows = await self.fetch(BASE_MODELS_SQL)

@@ -79,6 +79,14 @@ class NoCapacity(GatewayError):
     code = "no_capacity"
 
 
+class ServiceUnavailable(GatewayError):
+    """Postgres is away and the answer isn't cached (gateway/outages.py); SDKs retry a 503."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "service_unavailable"
+
+
 class UpstreamError(GatewayError):
     """A worker's own OpenAI-shaped error (e.g. 400 context too long), relayed with its status."""
 

@@ -24,7 +24,7 @@ from billing.pricing import InvalidUsage, Prices
 from contracts import ACCOUNT_ID_HEADER
 from gateway.billing_guard import COST_HEADER, request_cost
 from gateway.db import KeyRecord, ModelEntry
-from gateway.errors import NoCapacity, UpstreamFailed
+from gateway.errors import NoCapacity, ServiceUnavailable, UpstreamFailed
 from gateway.metering import UsageEvent, utc_now_iso
 from gateway.proxy import RelayState, Usage, relay_sse
 from gateway.ratelimit import Admission
@@ -92,7 +92,7 @@ class InferenceCall:
         body.check_extras()
         entry = self._entry = await services.catalog.resolve(self._key, body.model)
         await services.billing.check(self._key.account_id)  # over the spend limit: 429 insufficient_quota
-        self._prices = await services.prices.prices(entry.base_model_id)  # an adapter is priced as its base model
+        self._prices = await self._prices_of(entry)
         max_new = body.max_new_tokens() or services.settings.default_max_tokens_estimate
         self._admission = await services.limiter.admit(self._key, math.ceil(body.prompt_chars() / 4) + max_new)
         try:
@@ -110,6 +110,12 @@ class InferenceCall:
             self._settle()
             if self._worker is not None and self._response is not None:
                 await services.upstream.finish(self._worker, self._response)
+
+    async def _prices_of(self, entry: ModelEntry) -> Prices | None:
+        try:
+            return await self._services.prices.prices(entry.base_model_id)  # an adapter costs what its base costs
+        except ServiceUnavailable:
+            return None  # Postgres away past the stale bound: the response shows no cost; the ledger still rates
 
     async def _open(self, entry: ModelEntry) -> None:
         services, settings = self._services, self._services.settings

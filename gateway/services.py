@@ -69,7 +69,8 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    db = Database(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    db = Database(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+                  timeout_s=settings.db_pool_timeout_s)
     client = aioredis.Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_socket_timeout_s,
@@ -81,8 +82,9 @@ def build_services(settings: Settings) -> Services:
         db=db,
         redis=client,
         auth=Authenticator(db, ttl_s=settings.key_cache_ttl_s, negative_ttl_s=settings.key_negative_ttl_s,
-                           max_entries=settings.key_cache_max_entries),
-        catalog=Catalog(db, ttl_s=settings.catalog_ttl_s, miss_refresh_s=settings.adapter_miss_refresh_s),
+                           max_entries=settings.key_cache_max_entries, stale_s=settings.stale_serve_s),
+        catalog=Catalog(db, ttl_s=settings.catalog_ttl_s, miss_refresh_s=settings.adapter_miss_refresh_s,
+                        stale_s=settings.stale_serve_s),
         limiter=RateLimiter(client, default_rpm=settings.default_rpm_limit, default_tpm=settings.default_tpm_limit,
                             key_rpm=settings.key_rpm_limit, key_tpm=settings.key_tpm_limit),
         registry=registry,
@@ -94,6 +96,6 @@ def build_services(settings: Settings) -> Services:
         metering=Metering(client, settings.spool_dir, replay_interval_s=settings.spool_replay_interval_s),
         billing=BillingGuard(client, cache_ttl_s=settings.billing_cache_ttl_s,
                              default_limit_micros=settings.default_spend_limit_micros),
-        prices=PriceBook(db.fetch, ttl_s=settings.price_cache_ttl_s),
+        prices=PriceBook(db.fetch, ttl_s=settings.price_cache_ttl_s, stale_s=settings.stale_serve_s),
         supervisor=Supervisor(),
     )

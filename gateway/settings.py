@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     redis_socket_timeout_s: float = 1.0
     db_pool_min: int = 1
     db_pool_max: int = 10
+    db_pool_timeout_s: float = 5.0  # a query's wait for a connection; while Postgres is down, the wait per request
+    # Postgres away: cached keys, catalog listings and prices are served this long past their TTL (README,
+    # "While Redis or Postgres is down"); after that an uncached answer is a 503.
+    stale_serve_s: float = 600.0
 
     # Browser origins allowed to call /v1 directly (the dashboard's playground, with a short-lived Bearer key; no
     # cookies). Comma-separated; HEARTH_CORS_ORIGINS or HEARTH_GATEWAY_CORS_ORIGINS.
