@@ -16,7 +16,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
-from contracts import API_KEY_RE, KEYS_LAST_USED_HASH, KEYS_REVOKED_CHANNEL, api_key_hash
+from contracts import API_KEY_RE, KEYS_LAST_USED_HASH, KEYS_REVOKED_CHANNEL, SCOPE_INFERENCE, api_key_hash
 from contracts.pubsub import listen_forever
 from gateway.db import Database, KeyRecord
 from gateway.errors import AccountSuspended, InvalidApiKey, ServiceUnavailable
@@ -67,6 +67,12 @@ class Authenticator:
             raise InvalidApiKey(f"The API key {_masked(secret)} has been revoked.")
         if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
             raise InvalidApiKey(f"The API key {_masked(secret)} has expired.")
+        if SCOPE_INFERENCE not in record.scopes:  # a management-only key: 401 as OpenAI answers a missing scope
+            raise InvalidApiKey(
+                f"The API key {_masked(secret)} has insufficient permissions for this operation. Missing scopes: "
+                f"{SCOPE_INFERENCE}. Create a key with the {SCOPE_INFERENCE} scope to call models.",
+                code="insufficient_scope",
+            )
         if record.account_status != "active":
             raise AccountSuspended(f"The account {record.account_slug} is {record.account_status}.")
         self._last_used[record.key_id] = int(time.time())

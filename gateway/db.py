@@ -10,10 +10,10 @@ from datetime import datetime
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from contracts import worker_model_name
+from contracts import SCOPE_INFERENCE, worker_model_name
 
 KEY_SQL = """
-SELECT k.id, k.account_id, k.expires_at, k.revoked_at, a.slug, a.status, a.rpm_limit, a.tpm_limit
+SELECT k.id, k.account_id, k.expires_at, k.revoked_at, a.slug, a.status, a.rpm_limit, a.tpm_limit, k.scopes
 FROM keys_apikey k JOIN accounts_account a ON a.id = k.account_id
 WHERE k.hashed_key = %s
 """
@@ -46,6 +46,7 @@ class KeyRecord:
     tpm_limit: int | None
     expires_at: datetime | None
     revoked_at: datetime | None
+    scopes: tuple[str, ...] = (SCOPE_INFERENCE,)  # contracts.API_KEY_SCOPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +91,8 @@ class Database:
         rows = await self.fetch(KEY_SQL, (hashed_key,))
         if not rows:
             return None
-        key_id, account_id, expires_at, revoked_at, slug, status, rpm, tpm = rows[0]
-        return KeyRecord(key_id, account_id, slug, status, rpm, tpm, expires_at, revoked_at)
+        key_id, account_id, expires_at, revoked_at, slug, status, rpm, tpm, scopes = rows[0]
+        return KeyRecord(key_id, account_id, slug, status, rpm, tpm, expires_at, revoked_at, tuple(scopes))
 
     async def base_models(self) -> list[ModelEntry]:
         rows = await self.fetch(BASE_MODELS_SQL)
