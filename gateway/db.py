@@ -13,7 +13,8 @@ from psycopg_pool import AsyncConnectionPool
 from contracts import SCOPE_INFERENCE, worker_model_name
 
 KEY_SQL = """
-SELECT k.id, k.account_id, k.expires_at, k.revoked_at, a.slug, a.status, a.rpm_limit, a.tpm_limit, k.scopes
+SELECT k.id, k.account_id, k.expires_at, k.revoked_at, a.slug, a.status, a.rpm_limit, a.tpm_limit, k.scopes,
+       k.rpm_limit, k.tpm_limit
 FROM keys_apikey k JOIN accounts_account a ON a.id = k.account_id
 WHERE k.hashed_key = %s
 """
@@ -47,6 +48,8 @@ class KeyRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
     scopes: tuple[str, ...] = (SCOPE_INFERENCE,)  # contracts.API_KEY_SCOPES
+    key_rpm_limit: int | None = None  # the key's own limits (keys_apikey), at most the account's
+    key_tpm_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +94,9 @@ class Database:
         rows = await self.fetch(KEY_SQL, (hashed_key,))
         if not rows:
             return None
-        key_id, account_id, expires_at, revoked_at, slug, status, rpm, tpm, scopes = rows[0]
-        return KeyRecord(key_id, account_id, slug, status, rpm, tpm, expires_at, revoked_at, tuple(scopes))
+        key_id, account_id, expires_at, revoked_at, slug, status, rpm, tpm, scopes, key_rpm, key_tpm = rows[0]
+        return KeyRecord(key_id, account_id, slug, status, rpm, tpm, expires_at, revoked_at, tuple(scopes), key_rpm,
+                         key_tpm)
 
     async def base_models(self) -> list[ModelEntry]:
         rows = await self.fetch(BASE_MODELS_SQL)

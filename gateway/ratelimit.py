@@ -94,8 +94,8 @@ class RateLimiter:
     def limits_for(self, key: KeyRecord) -> Limits:
         account_rpm = key.rpm_limit if key.rpm_limit is not None else self._default_rpm
         account_tpm = key.tpm_limit if key.tpm_limit is not None else self._default_tpm
-        key_rpm = min(self._key_rpm, account_rpm) if self._key_rpm is not None else account_rpm
-        key_tpm = min(self._key_tpm, account_tpm) if self._key_tpm is not None else account_tpm
+        key_rpm = min(v for v in (self._key_rpm, key.key_rpm_limit, account_rpm) if v is not None)
+        key_tpm = min(v for v in (self._key_tpm, key.key_tpm_limit, account_tpm) if v is not None)
         return Limits(key_rpm, key_tpm, account_rpm, account_tpm)
 
     @staticmethod

@@ -32,6 +32,9 @@ class ApiKey(TenantOwnedModel):
     # current role (no creator, or one who left the account: it manages nothing).
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
+    # Per-key limits, at most the account's (null: the account's limits only); the gateway's key buckets enforce them.
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta(TenantOwnedModel.Meta):
         db_table = "keys_apikey"

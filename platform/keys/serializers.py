@@ -17,8 +17,8 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "masked", "scopes", "created_by", "created_at", "last_used_at", "expires_at",
-                  "revoked_at", "is_active"]
+        fields = ["id", "name", "masked", "scopes", "created_by", "rpm_limit", "tpm_limit", "created_at",
+                  "last_used_at", "expires_at", "revoked_at", "is_active"]
         read_only_fields = fields
 
     def get_is_active(self, key: ApiKey) -> bool:
@@ -35,6 +35,10 @@ class ApiKeyCreateSerializer(serializers.Serializer):
         help_text="What the key may call: `inference` (default) calls models through the gateway; `management` calls "
         "this API with its creator's role. No key can create keys.",
     )
+    rpm_limit = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
+                                         help_text="Requests per minute for this key (at most the account's).")
+    tpm_limit = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
+                                         help_text="Tokens per minute for this key (at most the account's).")
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):

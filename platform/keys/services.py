@@ -38,13 +38,28 @@ def _clean_scopes(scopes: Iterable[str] | None) -> list[str]:
     return chosen
 
 
+def _check_key_limits(account: Account, rpm_limit: int | None, tpm_limit: int | None) -> None:
+    from accounts.rate_limits import effective_limits
+
+    account_rpm, account_tpm = effective_limits(account)
+    for field, value, ceiling in (("rpm_limit", rpm_limit, account_rpm), ("tpm_limit", tpm_limit, account_tpm)):
+        if value is None:
+            continue
+        if value < 1:
+            raise ApplicationError("A key's limit is at least 1 per minute.", field=field, code="min_value")
+        if value > ceiling:
+            raise ApplicationError(f"A key's limit is at most the account's, {ceiling} per minute.", field=field,
+                                   code="max_value")
+
+
 @transaction.atomic
 def api_key_create(
     *, account: Account, name: str, expires_at: datetime | None = None, scopes: Iterable[str] | None = None,
-    created_by: User | None = None,
+    created_by: User | None = None, rpm_limit: int | None = None, tpm_limit: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key (default scope: inference only); returns it with its secret, which is never stored and can't be
-    shown again. `created_by`: the person who asked for it (a member manages only their own keys)."""
+    shown again. `created_by`: the person who asked for it (a member manages only their own keys). `rpm_limit` /
+    `tpm_limit`: this key's own limits, at most the account's (a key can only be held lower)."""
     name = (name or "").strip()
     if not name:
         raise ApplicationError("Give the key a name.", field="name", code="required")
@@ -53,11 +68,12 @@ def api_key_create(
     if expires_at is not None and expires_at <= timezone.now():
         raise ApplicationError("The expiry date must be in the future.", field="expires_at")
     chosen_scopes = _clean_scopes(scopes)
+    _check_key_limits(account, rpm_limit, tpm_limit)
     secret = _new_secret()
     body = secret[len(SECRET_PREFIX):]
     key = ApiKey(
         account=account, name=name, hashed_key=api_key_hash(secret), prefix=body[:8], last4=body[-4:],
-        expires_at=expires_at, scopes=chosen_scopes, created_by=created_by,
+        expires_at=expires_at, scopes=chosen_scopes, created_by=created_by, rpm_limit=rpm_limit, tpm_limit=tpm_limit,
     )
     key.save(force_insert=True)
     log.info("api key %s created for account %s", key.pk, account.pk)

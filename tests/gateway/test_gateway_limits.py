@@ -64,6 +64,22 @@ def test_account_limit_is_shared_by_its_keys(stub_gateway, make_key):
         sdk(stub_gateway.url, other_secret).chat.completions.create(model=STUB_MODEL, messages=MESSAGES, max_tokens=3)
 
 
+def test_a_keys_own_limit_holds_it_below_the_account(stub_gateway, make_key):
+    from keys.services import api_key_create
+
+    key, _secret = make_key(rpm_limit=10)
+    _held, held_secret = api_key_create(account=key.account, name="held", rpm_limit=1)
+    _free, free_secret = api_key_create(account=key.account, name="free")
+    held = sdk(stub_gateway.url, held_secret)
+    raw = held.chat.completions.with_raw_response.create(model=STUB_MODEL, messages=MESSAGES, max_tokens=3)
+    assert raw.headers["x-ratelimit-limit-requests"] == "1"
+    with pytest.raises(openai.RateLimitError):
+        held.chat.completions.create(model=STUB_MODEL, messages=MESSAGES, max_tokens=3)
+    free = sdk(stub_gateway.url, free_secret).chat.completions.with_raw_response.create(
+        model=STUB_MODEL, messages=MESSAGES, max_tokens=3)
+    assert free.headers["x-ratelimit-limit-requests"] == "10"  # the account's bucket still has room
+
+
 def test_tpm_estimate_is_settled_with_real_usage(stub_gateway, make_key):
     _key, secret = make_key(tpm_limit=1_000)
     client = sdk(stub_gateway.url, secret)

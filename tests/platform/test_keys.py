@@ -185,3 +185,22 @@ def test_key_bad_input(logged_in):
     assert client.get("/api/v1/keys/999999").status_code == 404
     assert client.get("/api/v1/keys/not-a-number").status_code == 404
     assert client.delete("/api/v1/keys/999999").status_code == 404
+
+
+def test_expiry_and_per_key_limits_at_creation_are_listed(logged_in):
+    from datetime import UTC, datetime
+
+    client = logged_in()
+    expires = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    created = client.post("/api/v1/keys", {"name": "batch", "expires_at": expires.isoformat(), "rpm_limit": 30,
+                                           "tpm_limit": 5000}, format="json")
+    assert created.status_code == 201, created.content
+    listed = {k["id"]: k for k in client.get("/api/v1/keys").json()}[created.json()["id"]]
+    assert listed["rpm_limit"] == 30 and listed["tpm_limit"] == 5000 and listed["last_used_at"] is None
+    assert datetime.fromisoformat(listed["expires_at"].replace("Z", "+00:00")) == expires
+    account_rpm = client.get("/api/v1/account").json()["rate_limits"]["rpm"]["limit"]
+    too_high = client.post("/api/v1/keys", {"name": "x", "rpm_limit": account_rpm + 1}, format="json")
+    assert too_high.status_code == 400 and str(account_rpm) in too_high.json()["rpm_limit"][0]
+    assert client.post("/api/v1/keys", {"name": "x", "tpm_limit": 0}, format="json").status_code == 400
+    past = client.post("/api/v1/keys", {"name": "x", "expires_at": "2020-01-01T00:00:00Z"}, format="json")
+    assert past.status_code == 400 and "future" in past.json()["expires_at"][0]
