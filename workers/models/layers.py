@@ -70,6 +70,9 @@ class Embedding(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(input_ids, self.weight)  # [T] -> [T, H]
 
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.weight)  # the output layer: [N, H] -> [N, V]
+
 
 def gated_mlp_act(x: torch.Tensor, act: str) -> torch.Tensor:
     # x: [T, 2I] (gate | up) -> act(gate) * up [T, I]; "silu" (Llama, Qwen, Phi) or "gelu_pytorch_tanh" (Gemma)
