@@ -17,19 +17,22 @@ _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 
 
 def checkpoint_inspect(*, path: str) -> object:
-    """-> the engine's ModelConfig of the checkpoint, or ApplicationError with the loader's reason."""
+    """-> the engine's ModelConfig of the checkpoint, or ApplicationError with the loader's or tokenizer's reason."""
     from workers.loader import CheckpointError, GGUFError  # the engine's code: what it refuses, we refuse
     from workers.loader.inspect import check_checkpoint
     from workers.model_config import UnsupportedModelError
     from workers.models.llama import WeightLoadError
+    from workers.tokenizer import Tokenizer, TokenizerError
 
     try:
-        return check_checkpoint(path)
-    except (UnsupportedModelError, CheckpointError, GGUFError, WeightLoadError) as exc:
+        config = check_checkpoint(path)
+        Tokenizer.from_path(path)  # a worker needs it too: a GGUF's SentencePiece vocabulary, say, is not read yet
+    except (UnsupportedModelError, CheckpointError, GGUFError, WeightLoadError, TokenizerError) as exc:
         raise ApplicationError(f"The engine can't load {path}: {exc}", field="path", code="unloadable") from None
     except (KeyError, TypeError, ValueError) as exc:  # a config.json missing a required key, or of the wrong type
         raise ApplicationError(f"The engine can't load {path}: bad config ({exc!r})", field="path",
                                code="unloadable") from None
+    return config
 
 
 def _price(value: str | Decimal, field: str) -> Decimal:

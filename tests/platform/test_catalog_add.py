@@ -26,9 +26,13 @@ PRICES = ["--price-input", "0.30", "--price-output", "0.60", "--price-cached", "
 
 
 def _save(model_cls: type, config: object, folder: Path) -> object:
+    from tokenizers import Tokenizer, models
+
     torch.manual_seed(0)
     model = model_cls(config).eval()
     model.save_pretrained(folder, safe_serialization=True)
+    # A worker needs a tokenizer beside the weights: a word-level one over the tiny vocabulary will do
+    Tokenizer(models.WordLevel({f"t{i}": i for i in range(128)}, unk_token="t0")).save(str(folder / "tokenizer.json"))
     return model
 
 
@@ -85,7 +89,13 @@ def test_catalog_add_refuses_what_the_engine_cant_load_and_changes_nothing(tmp_p
         call_command("catalog_add", str(no_weights), "--slug", "no-weights", *PRICES)
     with pytest.raises(CommandError, match="no such file"):
         call_command("catalog_add", str(tmp_path / "nowhere"), "--slug", "nowhere", *PRICES)
-    assert _counts() == before and not BaseModel.objects.filter(slug__in=["neox", "no-weights", "nowhere"]).exists()
+    no_tokenizer = tmp_path / "no-tokenizer"
+    _save(transformers.Qwen3ForCausalLM, transformers.Qwen3Config(**TINY, head_dim=8), no_tokenizer)
+    (no_tokenizer / "tokenizer.json").unlink()
+    with pytest.raises(CommandError, match="tokenizer.json"):
+        call_command("catalog_add", str(no_tokenizer), "--slug", "no-tokenizer", *PRICES)
+    slugs = ["neox", "no-weights", "nowhere", "no-tokenizer"]
+    assert _counts() == before and not BaseModel.objects.filter(slug__in=slugs).exists()
 
 
 @pytest.mark.django_db
