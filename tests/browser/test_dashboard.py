@@ -18,6 +18,7 @@ from playwright.sync_api import Page, expect
 pytestmark = pytest.mark.slow
 
 MODEL = "accounts/hearth/models/smollm2-135m-instruct"
+EMBEDDING_MODEL = "accounts/hearth/models/all-minilm-l6-v2"  # #16: make up's embedding worker serves it
 PASSWORD = "amber-kettle-orbit-42"
 PAGES = [("/", "Overview"), ("/keys", "API keys"), ("/models", "Models"), ("/playground", "Playground"),
          ("/adapters", "Adapters"), ("/routes", "Routes"), ("/usage", "Usage"), ("/billing", "Billing"), ("/account", "Account")]
@@ -118,6 +119,7 @@ def test_customer_journey(stack, browser, screenshots, peft_adapter):  # noqa: A
     _shot(page, screenshots, "adapters")
     _go(page, stack.url, "/models", "Models")
     expect(page.get_by_text("accounts/").filter(has_text="browser-lora")).to_be_visible()
+    expect(page.get_by_text(EMBEDDING_MODEL)).to_be_visible()
     _shot(page, screenshots, "models")
 
     # The ready adapter is a model of this account on the gateway, served by the make-up worker from the shared store.
@@ -127,6 +129,13 @@ def test_customer_journey(stack, browser, screenshots, peft_adapter):  # noqa: A
     assert lora.choices[0].message.content
     sdk_tokens += lora.usage.prompt_tokens + lora.usage.completion_tokens
     sdk_cost += Decimal(lora.usage.model_extra["cost"])
+    num_requests += 1
+
+    # The embedding model answers through the gateway (make up's embedding worker) and is billed like chat.
+    emb = client.embeddings.create(model=EMBEDDING_MODEL, input="What is the capital of France?")
+    assert len(emb.data[0].embedding) == 384 and emb.usage.prompt_tokens > 0
+    sdk_tokens += emb.usage.prompt_tokens
+    sdk_cost += Decimal(emb.usage.model_extra["cost"])
     num_requests += 1
 
     # Usage: the ledger has both requests (the playground's temporary key and the SDK's), tokens and cost.
@@ -140,6 +149,7 @@ def test_customer_journey(stack, browser, screenshots, peft_adapter):  # noqa: A
 
     _eventually(usage_shown, 60, "the usage page to show both requests")
     expect(page.get_by_test_id("usage-requests")).to_have_text(str(num_requests))
+    expect(page.get_by_text(EMBEDDING_MODEL).first).to_be_visible()  # the by-model breakdown lists it
     api_total = page.request.get(stack.url + "/api/v1/usage").json()["total"]
     assert Decimal(api_total["cost_usd"]) == expected_cost
     expect(page.get_by_test_id("usage-cost")).not_to_have_text("$0.00")
@@ -296,4 +306,58 @@ def test_spend_limit_cards_credits_and_csv(stack, browser, screenshots, tmp_path
         _go(page, stack.url, path_, heading)
         _no_sideways_scroll(page, f"{path_} at 390 px")
         _shot(page, screenshots, f"390-{heading.lower()}-controls")
+    context.close()
+
+
+def test_routes_page_creates_a_route_and_shows_per_variant_figures(stack, browser, screenshots, peft_adapter):  # noqa: ANN001
+    """#19: a route of the base model and an uploaded adapter, created on the Routes page; requests through the
+    gateway name the variant that served them; the page's per-variant figures sum to the route's total."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    _signup(page, stack, "router")
+    csrf = {"X-CSRFToken": next(c["value"] for c in context.cookies() if c["name"] == "csrftoken")}
+    slug = page.request.get(stack.url + "/api/v1/account").json()["slug"]
+    files = {f"file{i}": {"name": p.name, "mimeType": "application/octet-stream", "buffer": p.read_bytes()}
+             for i, p in enumerate(peft_adapter)}
+    up = page.request.post(stack.url + "/api/v1/adapters", headers=csrf,
+                           multipart={"name": "route-lora", "base_model": "smollm2-135m-instruct", **files})
+    assert up.status == 202, up.text()
+    uid = up.json()["uid"]
+    _eventually(lambda: page.request.get(stack.url + f"/api/v1/adapters/{uid}").json()["status"] == "ready", 120,
+                "the adapter to be ready")
+
+    _go(page, stack.url, "/routes", "Routes")
+    page.get_by_label("Route name").fill("ab")
+    page.get_by_label("Variant 1 model").select_option(MODEL)
+    page.get_by_label("Variant 1 weight").fill("50")
+    page.get_by_label("Variant 2 model").select_option(f"accounts/{slug}/models/route-lora")
+    page.get_by_label("Variant 2 weight").fill("50")
+    page.get_by_role("button", name="Create route").click()
+    card = page.get_by_test_id("route-ab")
+    expect(card.get_by_role("list", name="Variants of ab")).to_contain_text("50.0%")
+
+    secret = page.request.post(stack.url + "/api/v1/keys", data={"name": "routes"}, headers=csrf).json()["secret"]
+    client = openai.OpenAI(base_url=stack.gateway, api_key=secret, max_retries=0, timeout=120)
+    served = []
+    for i in range(6):
+        raw = client.chat.completions.with_raw_response.create(
+            model=f"accounts/{slug}/models/ab", messages=[{"role": "user", "content": "Hi"}], max_tokens=2,
+            temperature=0, user=f"user-{i}")
+        assert raw.parse().model == f"accounts/{slug}/models/ab"
+        served.append(raw.headers["x-hearth-variant"])
+    assert set(served) <= {MODEL, f"accounts/{slug}/models/route-lora"}
+
+    route_id = page.request.get(stack.url + "/api/v1/routes").json()[0]["id"]
+    _eventually(lambda: page.request.get(stack.url + f"/api/v1/routes/{route_id}/stats").json()["total"]
+                ["num_requests"] == 6, 60, "the ledger to hold the route's requests")
+    card.get_by_role("button", name="Refresh figures").click()
+    expect(card.get_by_test_id("route-total-requests")).to_have_text("6")
+    rows = card.get_by_test_id("variant-row")
+    expect(rows).to_have_count(2)
+    per_variant = [int(rows.nth(i).locator("td").nth(1).inner_text()) for i in range(2)]
+    assert sum(per_variant) == 6 and sorted(per_variant) == sorted(
+        [served.count(MODEL), served.count(f"accounts/{slug}/models/route-lora")])
+    _no_sideways_scroll(page, "/routes at 1280 px")
+    _shot(page, screenshots, "routes")
     context.close()

@@ -142,7 +142,7 @@ export function RoutesPage() {
   const routes = useApi<Route[]>(PATHS.routes);
   const catalog = useApi<BaseModel[]>(PATHS.models);
   const adapters = useApi<Adapter[]>(PATHS.adapters);
-  const models = [...(catalog.data ?? []).map((m) => m.public_name),
+  const models = [...(catalog.data ?? []).filter((m) => m.kind === "chat").map((m) => m.public_name),
     ...(adapters.data ?? []).filter((a) => a.status !== "failed").map((a) => a.model)];
   return (
     <>
