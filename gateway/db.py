@@ -11,6 +11,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from contracts import SCOPE_INFERENCE, worker_model_name
+from contracts.model_kinds import MODEL_KIND_CHAT
 
 KEY_SQL = """
 SELECT k.id, k.account_id, k.expires_at, k.revoked_at, a.slug, a.status, a.rpm_limit, a.tpm_limit, k.scopes,
@@ -20,7 +21,7 @@ WHERE k.hashed_key = %s
 """
 
 BASE_MODELS_SQL = """
-SELECT id, slug, public_name, context_length, created_at
+SELECT id, slug, public_name, context_length, created_at, kind
 FROM catalog_basemodel
 WHERE is_active
 ORDER BY public_name
@@ -28,7 +29,7 @@ ORDER BY public_name
 
 # An account's servable adapters: `ready` ones on an active base model. Public name accounts/<account slug>/models/<name>.
 ADAPTERS_SQL = """
-SELECT ad.id, ad.uid, ad.name, ad.created_at, a.slug, b.id, b.slug, b.context_length
+SELECT ad.id, ad.uid, ad.name, ad.created_at, a.slug, b.id, b.slug, b.context_length, b.kind
 FROM adapters_adapter ad
 JOIN accounts_account a ON a.id = ad.account_id
 JOIN catalog_basemodel b ON b.id = ad.base_model_id
@@ -64,6 +65,7 @@ class ModelEntry:
     owned_by: str
     adapter_id: int | None = None
     adapter_uid: str | None = None
+    kind: str = MODEL_KIND_CHAT  # catalog_basemodel.kind (contracts.model_kinds); an adapter serves its base's kind
 
     @property
     def worker_model(self) -> str:
@@ -101,14 +103,14 @@ class Database:
     async def base_models(self) -> list[ModelEntry]:
         rows = await self.fetch(BASE_MODELS_SQL)
         return [
-            ModelEntry(public_name, model_id, slug, context_length, int(created_at.timestamp()), "hearth")
-            for model_id, slug, public_name, context_length, created_at in rows
+            ModelEntry(public_name, model_id, slug, context_length, int(created_at.timestamp()), "hearth", kind=kind)
+            for model_id, slug, public_name, context_length, created_at, kind in rows
         ]
 
     async def adapters_for_account(self, account_id: int) -> list[ModelEntry]:
         rows = await self.fetch(ADAPTERS_SQL, (account_id,))
         return [
             ModelEntry(f"accounts/{account_slug}/models/{name}", base_id, base_slug, context_length,
-                       int(created_at.timestamp()), account_slug, adapter_id=adapter_id, adapter_uid=uid)
-            for adapter_id, uid, name, created_at, account_slug, base_id, base_slug, context_length in rows
+                       int(created_at.timestamp()), account_slug, adapter_id=adapter_id, adapter_uid=uid, kind=kind)
+            for adapter_id, uid, name, created_at, account_slug, base_id, base_slug, context_length, kind in rows
         ]

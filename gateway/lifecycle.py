@@ -24,6 +24,7 @@ from billing.pricing import InvalidUsage, Prices
 from contracts import ACCOUNT_ID_HEADER
 from gateway.billing_guard import COST_HEADER, request_cost
 from gateway.db import KeyRecord, ModelEntry
+from gateway.embeddings import EmbeddingRequest, check_model_kind
 from gateway.errors import NoCapacity, ServiceUnavailable, UpstreamFailed
 from gateway.metering import UsageEvent, utc_now_iso
 from gateway.proxy import RelayState, Usage, relay_sse
@@ -60,8 +61,8 @@ class RelayResponse(StreamingResponse):
 
 
 class InferenceCall:
-    def __init__(self, services: Services, key: KeyRecord, body: InferenceRequest, path: str, request_id: str
-                 ) -> None:
+    def __init__(self, services: Services, key: KeyRecord, body: InferenceRequest | EmbeddingRequest, path: str,
+                 request_id: str) -> None:
         self._services = services
         self._key = key
         self._body = body
@@ -93,7 +94,10 @@ class InferenceCall:
         entry = self._entry = await services.catalog.resolve(self._key, body.model)
         await services.billing.check(self._key.account_id)  # over the spend limit: 429 insufficient_quota
         self._prices = await self._prices_of(entry)
-        max_new = body.max_new_tokens() or services.settings.default_max_tokens_estimate
+        check_model_kind(entry, body, self._path)
+        max_new = body.max_new_tokens()
+        if max_new is None:  # chat without max_tokens; embeddings generate nothing (0)
+            max_new = services.settings.default_max_tokens_estimate
         self._admission = await services.limiter.admit(self._key, math.ceil(body.prompt_chars() / 4) + max_new)
         try:
             await self._open(entry)
@@ -120,7 +124,7 @@ class InferenceCall:
     async def _open(self, entry: ModelEntry) -> None:
         services, settings = self._services, self._services.settings
         workers = candidates(services.registry.workers(), base_model=entry.base_slug, adapter_uid=entry.adapter_uid,
-                             region=settings.region, load_factor=settings.affinity_load_factor)
+                             region=settings.region, load_factor=settings.affinity_load_factor, kind=entry.kind)
         if not workers:
             raise NoCapacity(f"No worker is serving the model `{self._body.model}` right now. Please retry shortly.")
         payload = json.dumps(self._body.upstream_body(entry.worker_model), separators=(",", ":")).encode()

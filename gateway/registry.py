@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from contracts import WORKERS_SET, worker_key
+from contracts.model_kinds import MODEL_KIND_CHAT
 
 log = logging.getLogger("hearth.gateway.registry")
 
@@ -29,6 +30,7 @@ class WorkerInfo:
     num_running: int = 0
     num_waiting: int = 0
     num_free_blocks: int = 0
+    kind: str = MODEL_KIND_CHAT  # what the worker serves (contracts.model_kinds); chat workers before #16 omit it
     inflight: int = 0  # this gateway process's requests on it since the last heartbeat was read
 
     @property
@@ -45,6 +47,7 @@ class WorkerInfo:
             url=str(data["url"]).rstrip("/"),
             base_model=str(data["base_model"]),
             region=str(data.get("region") or "local"),
+            kind=str(data.get("kind") or MODEL_KIND_CHAT),
             max_loras=int(data.get("max_loras") or 0),
             resident_adapters=frozenset(str(a) for a in data.get("resident_adapters") or ()),
             num_running=int(data.get("num_running") or 0),

@@ -17,8 +17,11 @@ def candidates(
     adapter_uid: str | None,
     region: str,
     load_factor: float,
+    kind: str | None = None,
 ) -> list[WorkerInfo]:
-    pool = [w for w in workers if w.base_model == base_model]
+    # `kind`: only workers that serve it (a worker registered under the model's slug but of the other kind is
+    # misconfigured, and would answer every request with an error)
+    pool = [w for w in workers if w.base_model == base_model and (kind is None or w.kind == kind)]
     if not pool:
         return []
     local = [w for w in pool if w.region == region]

@@ -4,10 +4,11 @@ in workers/engine/sampling_params.py), every float must be finite, and anything 
 invalid_request_error naming the parameter. Other OpenAI or worker parameters are listed in PASS_THROUGH and go to
 the worker unchanged; anything else is refused as OpenAI refuses it."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from contracts.model_kinds import MODEL_KIND_CHAT
 from gateway.errors import InvalidRequest
 
 MAX_N = 16  # n and best_of: choices one request may ask for (the worker's cap; OpenAI documents 128)
@@ -42,6 +43,7 @@ class StreamOptions(BaseModel):
 
 class InferenceRequest(BaseModel):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    kind: ClassVar[str] = MODEL_KIND_CHAT  # what the named model must serve (lifecycle checks the catalog's)
 
     model: str = Field(min_length=1)
     stream: bool = False

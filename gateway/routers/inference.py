@@ -1,9 +1,10 @@
-"""POST /v1/chat/completions and /v1/completions. Thin: the request's life after authentication is
+"""POST /v1/chat/completions, /v1/completions and /v1/embeddings. Thin: the request's life after authentication is
 gateway.lifecycle.InferenceCall's."""
 
 from fastapi import APIRouter, Response
 
 from gateway.deps import CurrentKey, RequestId, ServicesDep
+from gateway.embeddings import EmbeddingRequest
 from gateway.lifecycle import InferenceCall
 from gateway.schemas import ChatCompletionRequest, CompletionRequest
 from gateway.strict_json import StrictJSONRoute
@@ -21,3 +22,8 @@ async def chat_completions(body: ChatCompletionRequest, key: CurrentKey, service
 async def completions(body: CompletionRequest, key: CurrentKey, services: ServicesDep,
                       request_id: RequestId) -> Response:
     return await InferenceCall(services, key, body, "/v1/completions", request_id).respond()
+
+
+@router.post("/embeddings")
+async def embeddings(body: EmbeddingRequest, key: CurrentKey, services: ServicesDep, request_id: RequestId) -> Response:
+    return await InferenceCall(services, key, body, "/v1/embeddings", request_id).respond()

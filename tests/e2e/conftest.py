@@ -289,3 +289,42 @@ def eager_adapters(settings, adapter_store: Path) -> Iterator[Path]:
         yield adapter_store
     finally:
         celery_app.conf.task_always_eager = eager
+
+
+# -- the embedding worker (all-MiniLM-L6-v2) ------------------------------------------------------------------------
+
+
+def start_embedding_worker(*extra_args: str, region: str = E2E_REGION) -> Worker:
+    """`python -m workers.embeddings` on the packaged all-MiniLM-L6-v2, one torch thread (the box is shared)."""
+    port = free_port()
+    worker_id = f"e2e-emb-{port}"
+    env = {**os.environ, "HEARTH_WORKER_SECRET": "", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "workers.embeddings", "--host", "127.0.0.1", "--port", str(port),
+                             "--worker-id", worker_id, "--redis-url", os.environ["REDIS_URL"], "--region", region,
+                             "--threads", "1", "--log-level", "warning", *extra_args], cwd=REPO_ROOT, env=env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=WORKER_START_S)
+    except BaseException:
+        stop_process(proc)
+        unregister(os.environ["REDIS_URL"], worker_id)
+        raise
+    return Worker(f"http://127.0.0.1:{port}", worker_id, region, proc)
+
+
+@pytest.fixture(scope="module")
+def minilm_worker() -> Iterator[Worker]:
+    worker = start_embedding_worker()
+    try:
+        yield worker
+    finally:
+        stop_worker(worker)
+
+
+@pytest.fixture
+def minilm_catalog(transactional_db):
+    """The seeded embedding model's catalog row at its seed price (transactional_db truncates it between tests)."""
+    from catalog.models import BaseModel
+
+    seed = dict(importlib.import_module("catalog.migrations.0004_seed_all_minilm_l6_v2").MINILM)
+    base, _ = BaseModel.objects.update_or_create(slug=seed.pop("slug"), defaults=seed)
+    return base

@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from contracts import ACCOUNT_ID_HEADER, WORKER_SECRET_HEADER, parse_worker_model_name, worker_model_name
+from contracts.model_kinds import MODEL_KIND_CHAT
 from workers.server import params as P
 from workers.server import serving
 from workers.server.adapter_events import AdapterDeletions
@@ -211,6 +212,7 @@ def _registry_entry(w: Worker) -> dict[str, Any]:
         "worker_id": s.worker_id,
         "url": s.url,
         "base_model": s.served_model_name,
+        "kind": MODEL_KIND_CHAT,  # gateways route chat/completions only to chat workers (embeddings: workers.embeddings)
         "region": s.region,
         "max_loras": s.max_loras,
         "resident_adapters": w.resident_adapters(),

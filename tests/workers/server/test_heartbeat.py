@@ -13,7 +13,7 @@ from tests.workers.server._serve import MODEL, wait_until
 from workers.server.heartbeat import Heartbeat
 
 CONTRACT_FIELDS = {
-    "worker_id", "url", "base_model", "region", "max_loras", "resident_adapters", "num_running", "num_waiting",
+    "worker_id", "url", "base_model", "kind", "region", "max_loras", "resident_adapters", "num_running", "num_waiting",
     "num_free_blocks", "updated_at",
 }
 
@@ -30,6 +30,7 @@ def test_running_worker_registers_with_contract_fields_and_ttl(worker):
         assert entry and set(entry) == CONTRACT_FIELDS
         assert entry["worker_id"] == worker.worker_id and entry["url"] == worker.base
         assert entry["base_model"] == MODEL and entry["region"] == "test" and entry["max_loras"] == 4
+        assert entry["kind"] == "chat"
         assert entry["resident_adapters"] == [] and entry["num_free_blocks"] > 0
         assert 0 < r.ttl(worker_key(worker.worker_id)) <= 3
         assert r.sismember(WORKERS_SET, worker.worker_id)
