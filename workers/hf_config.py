@@ -20,13 +20,27 @@ _DEFAULT_TIE = {"gemma2": True, "gemma3_text": True}
 _DEFAULT_ACT = {"gemma2": "gelu_pytorch_tanh", "gemma3_text": "gelu_pytorch_tanh"}
 
 
+# Gemma3TextConfig's defaults: a multimodal Gemma 3 config.json stores its text_config as a diff against them
+_GEMMA3_TEXT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+    "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "query_pre_attn_scalar": 256,
+    "max_position_embeddings": 131072, "rms_norm_eps": 1e-6, "sliding_window": 4096, "rope_theta": 1_000_000.0,
+    "rope_local_base_freq": 10000.0, "hidden_activation": "gelu_pytorch_tanh",
+}
+
+
 def config_from_hf(cfg: dict[str, Any]) -> ModelConfig:
     model_type = cfg.get("model_type", "")
+    if model_type == "gemma3_text":
+        cfg = _GEMMA3_TEXT_DEFAULTS | cfg
     if model_type == "gemma3" and isinstance(cfg.get("text_config"), dict):
-        raise UnsupportedModelError(
-            "this is Gemma 3's multimodal checkpoint (model_type gemma3); use a text-only one (gemma3_text, e.g. "
-            "gemma-3-1b-it)"
-        )
+        # Gemma 3 4B/12B/27B are multimodal checkpoints: we serve their language model (workers/loader/hf_folder.py
+        # reads its tensors), whose config is text_config; tying and stop ids may sit at the top level
+        text = dict(cfg["text_config"], model_type="gemma3_text")
+        for key in ("tie_word_embeddings", "eos_token_id", "bos_token_id"):
+            if key in cfg and key not in text:
+                text[key] = cfg[key]
+        return config_from_hf(text)
     if model_type not in SUPPORTED_ARCHITECTURES:
         raise UnsupportedModelError(f"model_type {model_type!r} is not one of {SUPPORTED_ARCHITECTURES}")
     num_heads = int(cfg["num_attention_heads"])
@@ -61,7 +75,8 @@ def config_from_hf(cfg: dict[str, Any]) -> ModelConfig:
         head_dim=head_dim,
         rope_theta=theta,
         rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-        max_position_embeddings=_context_length(max_pos, scaling),
+        # Gemma 3 states its scaled context already (128k = 32k x linear 8), as vLLM notes too
+        max_position_embeddings=max_pos if model_type == "gemma3_text" else _context_length(max_pos, scaling),
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", _DEFAULT_TIE.get(model_type, False))),
         attention_bias=True if model_type == "qwen2" else bias,
         o_proj_bias=bias if model_type in ("llama", "qwen3", "gemma2", "gemma3_text") else False,

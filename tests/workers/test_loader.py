@@ -109,9 +109,6 @@ def test_hf_folder_errors(tmp_path: Path) -> None:
     scaled = _tiny_hf_config(rope_scaling={"rope_type": "xpos", "factor": 8.0})  # a scaling nobody here implements
     with pytest.raises(UnsupportedModelError, match="xpos"):
         load_config(_write_folder(tmp_path / "rope", scaled, {}))
-    gemma3_multimodal = {"model_type": "gemma3", "text_config": _tiny_hf_config(model_type="gemma3_text")}
-    with pytest.raises(UnsupportedModelError, match="multimodal"):
-        load_config(_write_folder(tmp_path / "gemma3mm", gemma3_multimodal, {}))
     with pytest.raises(CheckpointError, match="safetensors"):
         (tmp_path / "empty").mkdir()
         (tmp_path / "empty" / "config.json").write_text(json.dumps(_tiny_hf_config()))
@@ -156,3 +153,20 @@ def test_mistral_sliding_window_is_a_window_not_a_context_cap() -> None:
     gemma2 = ModelConfig.from_hf(_tiny_hf_config(model_type="gemma2", sliding_window=8, num_hidden_layers=4))
     assert [gemma2.layer_window(i) for i in range(4)] == [8, None, 8, None]
     assert gemma2.tie_word_embeddings and gemma2.hidden_act == "gelu_pytorch_tanh"
+
+
+def test_gemma3_multimodal_config_is_served_as_its_text_model() -> None:
+    # gemma-3-4b-it's config.json: text_config is a diff against Gemma3TextConfig's defaults
+    cfg = ModelConfig.from_hf({"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+                               "eos_token_id": [1, 106], "text_config": {
+                                   "hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+                                   "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                                   "sliding_window": 1024}, "vision_config": {"model_type": "siglip_vision_model"}})
+    assert (cfg.architecture, cfg.num_layers, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim) == (
+        "gemma3_text", 34, 8, 4, 256)
+    assert (cfg.vocab_size, cfg.max_position_embeddings, cfg.sliding_window, cfg.eos_token_ids) == (
+        262208, 131072, 1024, [1, 106])  # its 128k context is already the scaled one
+    assert cfg.rope_scaling == {"rope_type": "linear", "factor": 8.0, "original_max_position_embeddings": 131072,
+                                "max_position_embeddings": 131072}
+    assert (cfg.rope_theta, cfg.local_rope_theta, cfg.local_rope_scaling) == (1e6, 10000.0, None)
+    assert [cfg.layer_window(i) for i in range(6)] == [1024] * 5 + [None] and cfg.tie_word_embeddings

@@ -23,6 +23,7 @@ from workers.engine.config import EngineConfig
 from workers.engine.llm_engine import LLMEngine
 from workers.engine.sampling_params import SamplingParams
 from workers.loader import load_model
+from workers.loader.inspect import check_checkpoint
 from workers.lora.adapter import LoraAdapter
 from workers.models.llama import LlamaForCausalLM
 from workers.models.reference_run import run_single
@@ -225,3 +226,26 @@ def test_dynamic_ntk_equals_hf_at_the_full_served_context(tmp_path: Path) -> Non
     with torch.inference_mode():
         ref = hf(input_ids=torch.tensor([ids])).logits[0].float()
     assert (run_single(ours, ids, num_blocks=8, block_size=8) - ref).abs().max().item() <= 1e-4
+
+
+def test_gemma3_multimodal_checkpoint_serves_its_language_model(tmp_path: Path) -> None:
+    # Gemma 3 4B/12B/27B ship as Gemma3ForConditionalGeneration: text logits must equal that model's on text input
+    text = dict(COMMON, head_dim=16, query_pre_attn_scalar=24, sliding_window=WINDOW,
+                layer_types=["sliding_attention", "full_attention", "sliding_attention"])
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)  # fmt: skip
+    config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    hf = transformers.Gemma3ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            p.copy_(1.0 + 0.2 * torch.randn_like(p) if "norm" in name else 0.15 * torch.randn_like(p))
+    hf.save_pretrained(tmp_path / "gemma3mm", safe_serialization=True)
+    assert check_checkpoint(tmp_path / "gemma3mm").architecture == "gemma3_text"  # what catalog_add asks
+    ours = load_model(tmp_path / "gemma3mm", dtype=torch.float32)
+    assert ours.config.sliding_window == WINDOW
+    with torch.inference_mode():
+        ref = hf(input_ids=torch.tensor([PROMPTS[0]])).logits[0].float()
+    assert ref.std().item() > 0.3
+    assert (run_single(ours, PROMPTS[0], num_blocks=16, block_size=8) - ref).abs().max().item() <= 1e-4
