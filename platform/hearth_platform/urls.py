@@ -1,11 +1,12 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from accounts import api as accounts_api
 from adapters.api import AdapterViewSet
 from catalog.api import BaseModelViewSet
+from hearth_platform.api_fallback import ApiNotFound
 from keys.api import ApiKeyViewSet
 from routes.api import RouteViewSet
 
@@ -33,4 +34,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("webapp.urls")),  # dashboard config + playground key, then the SPA for every other path
+    re_path(r"^api/", ApiNotFound.as_view()),  # any other /api/ path: DRF's JSON 404, never Django's HTML page
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, QuerySet
 from rest_framework import exceptions, viewsets
@@ -96,7 +97,8 @@ class AccountScopedViewSet(viewsets.GenericViewSet):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus typed service errors and Django ValidationErrors as 400s in DRF's shape."""
+    """DRF's handler, plus typed service errors, Django ValidationErrors and Django's request-size refusals in DRF's
+    shape."""
     if isinstance(exc, ForbiddenError):
         exc = exceptions.PermissionDenied(exc.message)
     elif isinstance(exc, ApplicationError):
@@ -104,4 +106,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.ValidationError(detail, code=exc.code)
     elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
+    elif isinstance(exc, RequestDataTooBig):  # Django's body bounds, hit while DRF parses: its HTML 400 otherwise
+        exc = RequestTooLarge("The request body is larger than this endpoint accepts.")
+    elif isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        what = "form fields" if isinstance(exc, TooManyFieldsSent) else "files"
+        exc = exceptions.ParseError(f"The request has too many {what}.")
     return drf_exception_handler(exc, context)
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = 413
+    default_code = "too_large"
