@@ -11,10 +11,8 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Annotated
 
 import redis.asyncio as aioredis
-from fastapi import Depends, Request
 
 from contracts import API_KEY_RE, KEYS_LAST_USED_HASH, KEYS_REVOKED_CHANNEL, SCOPE_INFERENCE, api_key_hash
 from contracts.pubsub import listen_forever
@@ -140,9 +138,3 @@ def _bearer(authorization: str | None) -> str | None:
         return None
     return token.strip()
 
-
-async def authenticate(request: Request) -> KeyRecord:
-    return await request.app.state.services.auth.authenticate(request.headers.get("authorization"))
-
-
-CurrentKey = Annotated[KeyRecord, Depends(authenticate)]
