@@ -162,6 +162,16 @@ class BlockManager:
             block.adapter_id = seq.adapter_id
             self.hash_to_block_id[h] = block.block_id
 
+    def trim(self, seq: Sequence) -> None:
+        """Roll back a speculative step: free the tail blocks that only rejected draft tokens reached (the next step
+        needs blocks for num_tokens). They were taken fresh for the draft, so they hold no hash and no other owner."""
+        keep = self.num_blocks_for(seq.num_tokens)
+        while len(seq.block_table) > keep:
+            block = self.blocks[seq.block_table.pop()]
+            assert block.ref_count == 1 and block.hash is None, "a draft's tail block is never shared or published"
+            block.ref_count = 0
+            self.free_block_ids.appendleft(block.block_id)
+
     # -- release ---------------------------------------------------------------------------------------------------
     def deallocate(self, seq: Sequence) -> None:
         # Tail first, so under LRU a sequence's last blocks (the least shareable) are evicted before its prefix.

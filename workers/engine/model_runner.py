@@ -3,9 +3,10 @@
 import torch
 
 from workers.engine.config import EngineConfig
-from workers.engine.outputs import SamplerOutput
+from workers.engine.outputs import SamplerOutput, TokenLogprob
 from workers.engine.sampler import Sampler
 from workers.engine.scheduler import ScheduledBatch
+from workers.engine.speculative import Verifier
 from workers.lora.manager import LoraManager
 from workers.models.attention_metadata import AttentionMetadata
 from workers.models.llama import LlamaForCausalLM
@@ -37,6 +38,7 @@ class ModelRunner:
             for _ in range(cfg.num_layers)
         ]  # fmt: skip
         self.sampler = Sampler(cfg.vocab_size, config.seed, self.device)
+        self.verifier = Verifier(cfg.vocab_size, config.seed, self.device)
 
     def prepare(self, batch: ScheduledBatch) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
         input_ids: list[int] = []
@@ -44,6 +46,7 @@ class ModelRunner:
         for seq, n in zip(batch.seqs, batch.num_new_tokens, strict=True):
             c = seq.num_computed_tokens
             input_ids.extend(seq.token_ids[c : c + n])
+            input_ids.extend(seq.draft_token_ids)  # a speculative decode: n = 1 + len(draft)
             starts.append(c)
         max_blocks = max(len(s.block_table) for s in batch.seqs)
         tables = [s.block_table + [0] * (max_blocks - len(s.block_table)) for s in batch.seqs]
@@ -84,9 +87,37 @@ class ModelRunner:
         rows = [i for i, s in enumerate(batch.samples) if s]
         if not rows:
             return SamplerOutput([])
+        if any(batch.seqs[i].draft_token_ids for i in rows):
+            return self._verify(batch, rows, hidden, attn)
         # Only the last token of each sequence that samples this step: [N, H] -> logits [N, V]
         last = attn.cu_seqlens_q[1:].long() - 1
         if len(rows) < len(batch.seqs):
             last = last[torch.tensor(rows, device=last.device)]
         logits = self.model.compute_logits(hidden[last])
         return self.sampler(logits, [batch.seqs[i] for i in rows])
+
+    def _verify(
+        self, batch: ScheduledBatch, rows: list[int], hidden: torch.Tensor, attn: AttentionMetadata
+    ) -> SamplerOutput:
+        # Sequences with a draft need logits at all 1 + k of their positions (the verifier), the others at their last
+        # one (the sampler, as in a plain step). One lm_head call for all of them.
+        ends = attn.cu_seqlens_q[1:].tolist()
+        plain = [i for i in rows if not batch.seqs[i].draft_token_ids]
+        spec = [i for i in rows if batch.seqs[i].draft_token_ids]
+        picks = [ends[i] - 1 for i in plain]
+        for i in spec:
+            picks.extend(range(ends[i] - 1 - len(batch.seqs[i].draft_token_ids), ends[i]))
+        logits = self.model.compute_logits(hidden[torch.tensor(picks, device=hidden.device)])  # [P, V]
+        out_plain = self.sampler(logits[: len(plain)], [batch.seqs[i] for i in plain]) if plain else SamplerOutput([])
+        verdicts = self.verifier(logits[len(plain) :], [batch.seqs[i] for i in spec],
+                                 [batch.seqs[i].draft_token_ids for i in spec])  # fmt: skip
+        by_row: dict[int, tuple[int, int, TokenLogprob | None]] = {}
+        for k, i in enumerate(plain):
+            lp = out_plain.logprobs[k] if out_plain.logprobs is not None else None
+            by_row[i] = (out_plain.token_ids[k], 0, lp)
+        for v, i in zip(verdicts, spec, strict=True):
+            by_row[i] = (v.token_id, v.num_accepted, None)
+        tokens = [by_row[i][0] for i in rows]
+        accepted = [by_row[i][1] for i in rows]
+        logprobs = [by_row[i][2] for i in rows] if out_plain.logprobs is not None else None
+        return SamplerOutput(tokens, logprobs, accepted)

@@ -63,16 +63,28 @@ class OutputProcessor:
             state = seq.detok
             if not isinstance(state, SequenceText):
                 state = seq.detok = SequenceText(self.tokenizer, seq)
-            token = seq.last_token_id
+            # A step appends one token, or several when it kept draft tokens (speculative decoding).
+            new = seq.token_ids[seq.num_tokens - max(seq.num_step_tokens, 1) :]
             # A stop token or EOS ends the text without appearing in it.
             stopped_by_token = seq.is_finished and seq.finish_reason == "stop"
-            text, hit = state.add(None if stopped_by_token else token, final=seq.is_finished)
+            pieces: list[str] = []
+            hit = False
+            for i, token in enumerate(new[:-1] if stopped_by_token else new):
+                piece, hit = state.add(token, final=False)
+                pieces.append(piece)
+                if hit and i < len(new) - 1:  # a stop string ended inside the step: the tokens after it never were
+                    del seq.token_ids[seq.num_tokens - (len(new) - 1 - i) :]
+                    new = new[: i + 1]
+                    break
+            if seq.is_finished and not hit:
+                piece, hit = state.add(None, final=True)
+                pieces.append(piece)
             if hit:
                 if seq.is_finished:  # the last allowed token also completed a stop string: that is the reason
                     seq.finish_reason = "stop"
                 else:
                     finish(seq, "stop")
-            deltas.append(self.delta(seq, [token], text))
+            deltas.append(self.delta(seq, new, "".join(pieces)))
         return deltas
 
     @staticmethod
@@ -91,4 +103,6 @@ class OutputProcessor:
             num_prompt_tokens=seq.num_prompt_tokens,
             num_cached_tokens=max(seq.num_cached_tokens, 0),
             num_output_tokens=seq.num_output_tokens,
+            num_accepted_prediction_tokens=seq.spec.num_accepted_prediction if seq.spec is not None else 0,
+            num_rejected_prediction_tokens=seq.spec.num_rejected_prediction if seq.spec is not None else 0,
         )

@@ -22,6 +22,9 @@ class CompletionDelta:
     num_prompt_tokens: int
     num_cached_tokens: int  # prompt tokens served from the prefix cache
     num_output_tokens: int  # so far, for this choice
+    # predicted output (OpenAI's `prediction`) tokens that verification kept / rejected so far, for this choice
+    num_accepted_prediction_tokens: int = 0
+    num_rejected_prediction_tokens: int = 0
 
 
 @dataclass(slots=True)
@@ -30,3 +33,4 @@ class SamplerOutput:
 
     token_ids: list[int]  # one per sampling sequence, in batch order
     logprobs: list[TokenLogprob | None] | None = None  # None when no sequence asked for logprobs
+    num_accepted: list[int] | None = None  # draft tokens kept before each token_ids entry (None: no drafts)

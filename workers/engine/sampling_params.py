@@ -20,6 +20,7 @@ LOGIT_BIAS_RANGE = (-100.0, 100.0)
 MAX_LOGIT_BIAS_ENTRIES = 300
 MAX_STOP = 4
 MAX_STOP_TOKEN_IDS = 64
+MAX_PREDICTION_TOKENS = 1 << 17  # a predicted output is a draft: longer than any context is no use
 SEED_RANGE = (-(2**63), 2**63 - 1)  # a signed 64-bit integer (choice i of n draws from seed + i: still fits torch)
 # top_k: 0 (off; the protocol maps vLLM's -1 to it) or 1..vocab_size.
 
@@ -56,6 +57,8 @@ class SamplingParams:
     # Constrained decoding: the output follows this grammar (compiled by workers.structured.compiler, off the
     # stepping thread); each choice gets its own matcher. None: free text.
     grammar: "CompiledGrammar | None" = None
+    # Predicted output (OpenAI's `prediction`), tokenised: drafts for speculative decoding; never changes the output.
+    prediction: list[int] | None = None
 
     def validate(self, vocab_size: int) -> None:
         if not 1 <= self.n <= MAX_N:
@@ -93,6 +96,11 @@ class SamplingParams:
         for tok in self.stop_token_ids:
             if not 0 <= tok < vocab_size:
                 raise InvalidRequestError(f"stop token id {tok} is out of range", param="stop_token_ids")
+        if self.prediction is not None:
+            if len(self.prediction) > MAX_PREDICTION_TOKENS:
+                raise InvalidRequestError(f"prediction holds at most {MAX_PREDICTION_TOKENS} tokens", param="prediction")
+            if any(not 0 <= tok < vocab_size for tok in self.prediction):
+                raise InvalidRequestError("prediction token id out of range", param="prediction")
 
 
 def _check_float(name: str, value: float, lo: float, hi: float, *, what: str | None = None) -> None:

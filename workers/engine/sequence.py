@@ -2,6 +2,7 @@ from enum import Enum, auto
 
 import torch
 
+from workers.engine.drafting import SpecState
 from workers.engine.outputs import TokenLogprob
 from workers.engine.sampling_params import SamplingParams
 from workers.structured.matcher import GrammarState
@@ -25,6 +26,7 @@ class Sequence:
         "seq_id", "request_id", "index", "token_ids", "num_prompt_tokens", "num_computed_tokens",
         "num_cached_tokens", "block_table", "block_hashes", "status", "params", "adapter_id", "max_tokens",
         "generator", "output_logprobs", "finish_reason", "leader", "detok", "arrival", "account_id", "grammar",
+        "spec", "num_step_tokens",
     )  # fmt: skip
 
     def __init__(
@@ -65,6 +67,8 @@ class Sequence:
         self.account_id = account_id  # the prefix cache's hash chain starts from it: accounts never share blocks
         # This choice's own grammar matcher (constrained decoding); advanced by the scheduler as tokens are appended.
         self.grammar = GrammarState(params.grammar) if params.grammar is not None else None
+        self.spec: SpecState | None = None  # speculative decoding: draft sources and counts (set by the engine)
+        self.num_step_tokens = 0  # tokens the last step appended (more than 1 when it kept draft tokens)
 
     @property
     def num_tokens(self) -> int:
@@ -85,6 +89,11 @@ class Sequence:
     @property
     def is_finished(self) -> bool:
         return self.status is SequenceStatus.FINISHED
+
+    @property
+    def draft_token_ids(self) -> list[int]:
+        """Draft tokens the step in flight verifies after the last token (not in token_ids)."""
+        return self.spec.draft if self.spec is not None else []
 
     @property
     def is_prefilling(self) -> bool:
