@@ -4,6 +4,7 @@ in workers/engine/sampling_params.py), every float must be finite, and anything 
 invalid_request_error naming the parameter. Other OpenAI or worker parameters are listed in PASS_THROUGH and go to
 the worker unchanged; anything else is refused as OpenAI refuses it."""
 
+import json
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,12 +29,14 @@ TokenId = Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]
 Penalty = Annotated[float, Field(ge=PENALTY_RANGE[0], le=PENALTY_RANGE[1])]
 
 # Forwarded untouched: the worker validates them (and answers 400 in OpenAI's shape for what it can't do).
+# Structured output and tools (workers/structured): response_format, tools, tool_choice, parallel_tool_calls;
+# prediction is kept for speculative decoding; prompt_cache_key and reasoning_effort are accepted by the worker.
 PASS_THROUGH = frozenset({
-    "response_format", "tools", "echo", "suffix", "ignore_eos", "skip_special_tokens",
+    "response_format", "tools", "tool_choice", "parallel_tool_calls", "prediction", "prompt_cache_key",
+    "reasoning_effort", "echo", "suffix", "ignore_eos", "skip_special_tokens",
 })
-# Valid for OpenAI but meaningless here (the platform's own bookkeeping, or tool choice without tool support, which
-# the worker refuses via `tools`): accepted and not sent on.
-DROPPED = frozenset({"user", "metadata", "store", "service_tier", "tool_choice", "parallel_tool_calls"})
+# Valid for OpenAI but the platform's own bookkeeping (nothing is stored; one service tier): accepted, not sent on.
+DROPPED = frozenset({"user", "metadata", "store", "service_tier"})
 
 
 class StreamOptions(BaseModel):
@@ -130,7 +133,8 @@ class ChatCompletionRequest(InferenceRequest):
             elif m.content:
                 total += sum(len(str(part.get("text", ""))) for part in m.content)
             total += 16  # role markers of the chat template
-        return total
+            total += len(json.dumps((m.model_extra or {}).get("tool_calls") or []))  # an assistant's calls, rendered back
+        return total + len(json.dumps((self.model_extra or {}).get("tools") or []))  # the tool prompt
 
     def max_new_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

@@ -23,10 +23,12 @@ from workers.server import params as P
 from workers.server import serving
 from workers.server.adapter_events import AdapterDeletions
 from workers.server.async_engine import AsyncEngine, EngineLike
+from workers.server.chat_tools import ChatPlan, plan_chat
 from workers.server.errors import ModelNotFoundError, OpenAIError, WorkerAuthError, install_error_handlers, parse_body
 from workers.server.heartbeat import Heartbeat
 from workers.server.metrics import CONTENT_TYPE, WorkerMetrics
 from workers.server.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
+from workers.structured.compiler import GrammarCompiler
 
 DEFAULT_SERVED_MODEL_NAME = "smollm2-135m-instruct"
 
@@ -56,6 +58,8 @@ class Worker:
         self.serves_adapters = engine.serves_adapters
         self.resident_adapters = engine.resident_adapters  # the registry's routing affinity; any thread
         self.tokens = serving.TokenText(engine.tokenizer)
+        # response_format / tools grammars for this vocabulary: compiled on their own threads, cached by schema
+        self.grammars = GrammarCompiler(engine.tokenizer, engine.vocab_size, engine.tokenizer.eos_token_ids)
 
     def resolve_model(self, model: str) -> str | None:
         """The adapter uid a request's `model` (`<base>` or `<base>:<uid>`) names, None for the base model; 404 for
@@ -71,9 +75,21 @@ class Worker:
             raise ModelNotFoundError(model)
         return adapter_uid
 
-    def chat_prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+    async def plan_chat(self, req: ChatCompletionRequest, messages: list[dict[str, Any]], params: Any) -> ChatPlan:
+        """Tools and response_format -> the messages to render and params.grammar, compiled off the event loop and
+        the stepping thread (waited for here, so the engine only ever sees a ready grammar)."""
+        plan = plan_chat(
+            messages, tools=req.tools, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls,
+            response_format=req.response_format, chat_template=self.tokenizer.chat_template,
+        )  # fmt: skip
+        if plan.grammar is not None:
+            params.grammar = await self.grammars.compile_async(plan.grammar)
+        return plan
+
+    def chat_prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
         try:
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+            kw = {"tools": tools} if tools else {}  # only a template that lays out tools itself gets them
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, **kw)
         except (jinja2.TemplateError, ValueError) as exc:
             raise OpenAIError(f"The messages do not fit the model's chat template: {exc}", param="messages") from None
         return self.tokenizer.encode(text, add_special_tokens=False)  # the template wrote any BOS
@@ -122,6 +138,7 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
             if deletions is not None:
                 await deletions.stop()
             await worker.engine.stop()
+            worker.grammars.close()
 
     app = FastAPI(title="Hearth worker", lifespan=lifespan)
     app.state.worker = worker
@@ -150,18 +167,20 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         include_usage = P.include_usage(req)
         messages = P.chat_messages(req)
         params = P.chat_sampling_params(req)
-        prompt_ids = await asyncio.to_thread(w.chat_prompt_ids, messages)
+        plan = await w.plan_chat(req, messages, params)
+        prompt_ids = await asyncio.to_thread(w.chat_prompt_ids, plan.messages, plan.template_tools)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival,
                                             param_names=P.chat_param_names(req), account_id=_account(request))
-        chunks = serving.ChatChunks(request_id, req.model, w.tokens, req.logprobs, req.n)
+        chunks = serving.ChatChunks(request_id, req.model, w.tokens, req.logprobs, req.n, parses_calls=plan.parses_calls)
         if req.stream:
             return _sse_response(serving.sse_stream(stream, chunks, include_usage, continuous_usage=P.continuous_usage(req),
                                                     num_prompt_tokens=len(prompt_ids)), request_id)
         result = await serving.collect(stream, request, req.n)
         if result is None:
             return _client_gone()
-        out = serving.chat_completion(request_id, req.model, result, w.tokens, req.logprobs)
+        out = serving.chat_completion(request_id, req.model, result, w.tokens, req.logprobs,
+                                      parses_calls=plan.parses_calls)
         return JSONResponse(out.model_dump(mode="json"), headers={"x-request-id": request_id})
 
     @app.post("/v1/completions", dependencies=[Authorized])

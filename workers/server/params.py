@@ -26,16 +26,12 @@ def continuous_usage(req: ChatCompletionRequest | CompletionRequest) -> bool:
     return bool(req.stream and req.stream_options and req.stream_options.continuous_usage_stats)
 
 
-def chat_messages(req: ChatCompletionRequest) -> list[dict[str, str]]:
+def chat_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
+    """Role/content dicts for the chat template; an assistant's `tool_calls` and a tool's `tool_call_id` ride along
+    (workers.server.chat_tools checks and lays them out)."""
     if not req.messages:
         raise OpenAIError("'messages' must contain at least one message.", param="messages", code="empty_array")
-    if req.tools:
-        raise OpenAIError("Tool calling is not supported by this worker.", param="tools", code="unsupported_parameter")
-    if req.response_format and req.response_format.get("type", "text") != "text":
-        raise OpenAIError(
-            "Only response_format {'type': 'text'} is supported.", param="response_format", code="unsupported_value"
-        )
-    out: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
     for i, msg in enumerate(req.messages):
         if isinstance(msg.content, list):
             texts: list[str] = []
@@ -60,7 +56,12 @@ def chat_messages(req: ChatCompletionRequest) -> list[dict[str, str]]:
             content = msg.content
         # "developer" is OpenAI's newer name for the system role; open chat templates only know "system".
         role = "system" if msg.role == "developer" else msg.role
-        out.append({"role": role, "content": content})
+        item: dict[str, Any] = {"role": role, "content": content}
+        if msg.tool_calls and msg.role == "assistant":
+            item["tool_calls"] = [c.model_dump() for c in msg.tool_calls]
+        if msg.role == "tool":
+            item["tool_call_id"] = msg.tool_call_id
+        out.append(item)
     return out
 
 

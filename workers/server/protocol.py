@@ -1,10 +1,15 @@
 """OpenAI request/response models for the worker, to the letter of the public API (plus vLLM's sampling extras).
 
 Requests validate in pydantic's strict mode from JSON, so `"temperature": "hot"` or `"n": "2"` is a 400, not a
-silent coercion. Unknown fields are ignored, as OpenAI-compatible servers do; fields we know but can't honour
-(tools, structured output) are rejected in `workers.server.params` with a clear error.
+silent coercion. Unknown fields are ignored, as OpenAI-compatible servers do. `tools` and `response_format` are
+checked and compiled by workers.structured (via workers.server.chat_tools); the accepted-but-inert OpenAI fields are
+typed here so a wrong type is still a 400: prompt_cache_key (prefix caching is automatic and per account),
+reasoning_effort (no reasoning models are served), service_tier (one tier), metadata and
+store (nothing is stored), prediction (kept on the request for speculative decoding).
 """
 
+import hashlib
+import importlib.metadata
 import time
 from typing import Any, Literal
 
@@ -36,10 +41,32 @@ class OtherContentPart(_Request):
 ContentPart = TextContentPart | OtherContentPart
 
 
+class FunctionCall(_Request):
+    name: str
+    arguments: str
+
+
+class ToolCallIn(_Request):
+    """A call an assistant message made, sent back in the history."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None  # assistant
+    tool_call_id: str | None = None  # tool
+
+
+class Prediction(_Request):
+    """Predicted output (OpenAI's `prediction`): accepted and kept for speculative decoding."""
+
+    type: Literal["content"]
+    content: str | list[TextContentPart]
 
 
 class ChatCompletionRequest(_Request):
@@ -61,7 +88,16 @@ class ChatCompletionRequest(_Request):
     top_logprobs: int | None = None
     user: str | None = None
     tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
+    # accepted OpenAI fields (see the module docstring for what each does here)
+    prompt_cache_key: str | None = None
+    reasoning_effort: str | None = None
+    service_tier: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    prediction: Prediction | None = None
     # vLLM's extras
     top_k: int | None = None
     min_p: float | None = None
@@ -126,9 +162,21 @@ class ChatLogprobs(BaseModel):
     content: list[ChatTokenLogprob]
 
 
+class ToolCallFunction(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
 class ChatResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
 
 
 class ChatChoice(BaseModel):
@@ -142,18 +190,46 @@ def _now() -> int:
     return int(time.time())
 
 
+def _fingerprint() -> str:
+    # OpenAI's system_fingerprint names the serving configuration; ours changes with the code's version.
+    try:
+        version = importlib.metadata.version("hearth")
+    except importlib.metadata.PackageNotFoundError:
+        version = "dev"
+    return "fp_hearth_" + hashlib.sha256(version.encode()).hexdigest()[:10]
+
+
+SYSTEM_FINGERPRINT = _fingerprint()
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int = Field(default_factory=_now)
     model: str
+    system_fingerprint: str = SYSTEM_FINGERPRINT
     choices: list[ChatChoice]
     usage: Usage
+
+
+class ToolCallDeltaFunction(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(BaseModel):
+    """OpenAI streams a call as: index, id, type and name (arguments "") first, then `arguments` fragments."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: ToolCallDeltaFunction
 
 
 class ChatDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChatChunkChoice(BaseModel):
@@ -168,6 +244,7 @@ class ChatCompletionChunk(BaseModel):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int = Field(default_factory=_now)
     model: str
+    system_fingerprint: str = SYSTEM_FINGERPRINT
     choices: list[ChatChunkChoice]
     usage: Usage | None = None
 
@@ -191,6 +268,7 @@ class Completion(BaseModel):
     object: Literal["text_completion"] = "text_completion"
     created: int = Field(default_factory=_now)
     model: str
+    system_fingerprint: str = SYSTEM_FINGERPRINT
     choices: list[CompletionChoice]
     usage: Usage | None = None
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from workers.engine.outputs import CompletionDelta, TokenLogprob
 from workers.server.async_engine import RequestStream
+from workers.server.chat_tools import ChoiceOutput, message_tool_calls
 from workers.server.errors import EngineError, error_body
 from workers.server.protocol import (
     ChatChoice,
@@ -29,6 +30,7 @@ from workers.server.protocol import (
     CompletionChoice,
     CompletionLogprobs,
     PromptTokensDetails,
+    ToolCallDelta,
     TopLogprob,
     Usage,
 )
@@ -169,23 +171,25 @@ async def collect(
 
 
 def chat_completion(
-    request_id: str, model: str, result: tuple[dict[int, _Choice], UsageTracker], tokens: TokenText, logprobs: bool
-) -> ChatCompletion:
+    request_id: str, model: str, result: tuple[dict[int, _Choice], UsageTracker], tokens: TokenText, logprobs: bool,
+    *, parses_calls: bool = False,
+) -> ChatCompletion:  # fmt: skip
+    """With `parses_calls` each choice's text goes through the same tool-call parser as a stream's."""
     choices, usage = result
-    return ChatCompletion(
-        id=request_id,
-        model=model,
-        choices=[
-            ChatChoice(
-                index=i,
-                message=ChatResponseMessage(content="".join(c.text)),
-                logprobs=ChatLogprobs(content=[tokens.chat(lp) for lp in c.logprobs]) if logprobs else None,
-                finish_reason=c.finish_reason,
-            )
-            for i, c in sorted(choices.items())
-        ],
-        usage=usage.usage(),
-    )
+    out = []
+    for i, c in sorted(choices.items()):
+        content: str | None = "".join(c.text)
+        finish, calls = c.finish_reason, None
+        if parses_calls:
+            parsed = ChoiceOutput()
+            content = parsed.feed(content, final=True)[0]
+            calls, finish = message_tool_calls(parsed.calls), parsed.finish_reason(c.finish_reason)
+            if calls and not content.strip():
+                content = None  # OpenAI: a message that only calls has no content
+        lps = ChatLogprobs(content=[tokens.chat(lp) for lp in c.logprobs]) if logprobs else None
+        message = ChatResponseMessage.model_validate({"content": content, "tool_calls": calls})
+        out.append(ChatChoice(index=i, message=message, logprobs=lps, finish_reason=finish))
+    return ChatCompletion(id=request_id, model=model, choices=out, usage=usage.usage())
 
 
 def completion(
@@ -214,19 +218,31 @@ def _sse(obj: BaseModel | dict[str, Any]) -> str:
 
 
 class ChatChunks:
-    """chat.completion.chunk objects: one role chunk per choice first, then content deltas."""
+    """chat.completion.chunk objects: one role chunk per choice first, then content deltas. With `parses_calls`,
+    text goes through a tool-call parser per choice: content, and calls as OpenAI streams them."""
 
-    def __init__(self, request_id: str, model: str, tokens: TokenText, logprobs: bool, n: int) -> None:
+    def __init__(
+        self, request_id: str, model: str, tokens: TokenText, logprobs: bool, n: int, *, parses_calls: bool = False
+    ) -> None:
         self.request_id, self.model, self.tokens, self.logprobs, self.n = request_id, model, tokens, logprobs, n
+        self.outputs = {i: ChoiceOutput() for i in range(n)} if parses_calls else None
 
     def opening(self, usage: Usage | None) -> list[BaseModel]:
         return [self._chunk([ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))], usage)
                 for i in range(self.n)]  # fmt: skip
 
-    def delta(self, d: CompletionDelta, usage: Usage | None) -> BaseModel:
+    def delta(self, d: CompletionDelta, usage: Usage | None) -> BaseModel | None:
         lps = ChatLogprobs(content=[self.tokens.chat(lp) for lp in d.logprobs or []]) if self.logprobs else None
-        choice = ChatChunkChoice(index=d.index, delta=ChatDelta(content=d.text), logprobs=lps,
-                                 finish_reason=d.finish_reason)  # fmt: skip
+        delta, finish = ChatDelta(content=d.text), d.finish_reason
+        if self.outputs is not None:
+            out = self.outputs[d.index]
+            text, calls = out.feed(d.text, final=d.finished)
+            finish = out.finish_reason(d.finish_reason) if d.finished else None
+            if not (text or calls or finish or lps):
+                return None  # held back: maybe the start of a call
+            delta = ChatDelta(content=text if text or not calls else None,
+                              tool_calls=[ToolCallDelta.model_validate(c) for c in calls] or None)
+        choice = ChatChunkChoice(index=d.index, delta=delta, logprobs=lps, finish_reason=finish)
         return self._chunk([choice], usage)
 
     def _chunk(self, choices: list[ChatChunkChoice], usage: Usage | None) -> BaseModel:
@@ -273,7 +289,9 @@ async def sse_stream(
             for d in deltas:
                 usage.add(d)
                 if d.text or d.finished or d.logprobs:
-                    yield _sse(chunks.delta(d, so_far()))
+                    chunk = chunks.delta(d, so_far())
+                    if chunk is not None:
+                        yield _sse(chunk)
         if include_usage:
             yield _sse(chunks.usage(usage.usage()))
         yield DONE

@@ -14,6 +14,36 @@ from workers.structured.compiler import GrammarError, GrammarSpec
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PARAM = "response_format"
+_MERGEABLE = frozenset({"type", "properties", "required", "title", "description"})
+
+
+def merge_all_of(node: Any) -> Any:
+    """allOf of plain object schemas -> one object schema (xgrammar compiles only a single-branch allOf). Branches
+    with anything else (additionalProperties, conflicting property schemas...) are left for xgrammar as they are.
+    Output of the merged schema validates against the original: every branch's required keys and property schemas
+    hold, and no property outside them is emitted (strict)."""
+    if isinstance(node, list):
+        return [merge_all_of(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: merge_all_of(v) for k, v in node.items()}
+    parts = node.get("allOf")
+    if not (isinstance(parts, list) and len(parts) > 1
+            and all(isinstance(p, dict) and set(p) <= _MERGEABLE and p.get("type", "object") == "object"
+                    for p in parts)):  # fmt: skip
+        return node
+    merged: dict[str, Any] = {k: v for k, v in node.items() if k != "allOf"}
+    if merged.get("type", "object") != "object":
+        return node
+    merged["type"] = "object"
+    for part in parts:
+        for name, sub in part.get("properties", {}).items():
+            props = merged.setdefault("properties", {})
+            if name in props and props[name] != sub:
+                return node
+            props[name] = sub
+        merged["required"] = list(dict.fromkeys([*merged.get("required", []), *part.get("required", [])]))
+    return merged
 
 
 def check_json_schema(schema: Any, param: str) -> str:
@@ -29,7 +59,7 @@ def check_json_schema(schema: Any, param: str) -> str:
         raise GrammarError(
             f"Invalid {param} schema at {where}: {exc.message}", param=param, code="invalid_schema"
         ) from None
-    return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(merge_all_of(schema), separators=(",", ":"), ensure_ascii=False)
 
 
 def response_format_spec(raw: dict[str, Any] | None) -> GrammarSpec | None:

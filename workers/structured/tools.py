@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import xgrammar as xgr
+
 from workers.structured.compiler import GrammarError, GrammarSpec
 from workers.structured.formats import check_json_schema
 
@@ -100,12 +102,22 @@ def parse_tool_choice(raw: Any, tools: list[Tool]) -> ToolChoice:
     )
 
 
+def _arguments_grammar(tool: Tool) -> str:
+    # Compact JSON (", " and ": ", no newlines), as response_format's: a tag's json_schema content would allow any
+    # whitespace, and SmolLM2 then spends its tokens indenting.
+    try:
+        return str(xgr.Grammar.from_json_schema(tool.parameters_json, any_whitespace=False, strict_mode=True))
+    except (RuntimeError, ValueError) as exc:
+        raise GrammarError(f"tools: the parameters of {tool.name!r} can't be compiled: {str(exc)[-200:]}",
+                           param="tools", code="invalid_grammar") from None
+
+
 def _call_tag(tool: Tool) -> dict[str, Any]:
-    # begin ends where the arguments start, so the schema constrains exactly the arguments object
+    # begin ends where the arguments start, so the grammar constrains exactly the arguments object
     return {
         "type": "tag",
         "begin": f'{CALL_OPEN}\n{{"name": {json.dumps(tool.name)}, "arguments": ',
-        "content": {"type": "json_schema", "json_schema": tool.parameters},
+        "content": {"type": "grammar", "grammar": _arguments_grammar(tool)},
         "end": f"}}\n{CALL_CLOSE}",
     }
 
@@ -119,9 +131,9 @@ def tool_grammar(tools: list[Tool], choice: ToolChoice, parallel: bool) -> Gramm
     if choice.mode == "auto":
         fmt: dict[str, Any] = {"type": "triggered_tags", "triggers": [CALL_OPEN], "tags": tags,
                                "stop_after_first": not parallel}
-    else:
+    else:  # a named function is called once (OpenAI's "forces the model to call that function")
         fmt = {"type": "tags_with_separator", "tags": tags, "separator": "\n", "at_least_one": True,
-               "stop_after_first": not parallel}
+               "stop_after_first": not parallel or choice.mode == "named"}
     return GrammarSpec("structural_tag", json.dumps({"type": "structural_tag", "format": fmt}), "tools")
 
 

@@ -136,3 +136,18 @@ def test_state_rolls_back_to_the_sequence(compiler: GrammarCompiler, smollm2_tok
         assert state.accept(t)
     assert not state.accept(ids[0]), "a wrong token is refused"
     assert state.failed
+
+
+def test_all_of_object_branches_merge_into_one_object() -> None:
+    from workers.structured.formats import merge_all_of
+
+    a = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    b = {"type": "object", "properties": {"b": {"type": "integer"}}, "required": ["b"]}
+    assert merge_all_of({"allOf": [a, b]}) == {"type": "object", "properties": {"a": {"type": "string"},
+                                                                                  "b": {"type": "integer"}},
+                                               "required": ["a", "b"]}
+    clash = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    assert merge_all_of({"allOf": [a, clash]}) == {"allOf": [a, clash]}, "conflicting branches are left alone"
+    closed = {**b, "additionalProperties": False}
+    assert merge_all_of({"allOf": [a, closed]}) == {"allOf": [a, closed]}
+    assert merge_all_of({"properties": {"x": {"allOf": [a, b]}}})["properties"]["x"]["required"] == ["a", "b"]

@@ -73,7 +73,11 @@ def test_forced_grammar_accepts_only_calls_of_the_named_tool(compiler, smollm2_t
     assert not _accepts(compiler, smollm2_tokenizer, named, render_call("get_time", {}))
     assert not _accepts(compiler, smollm2_tokenizer, named, render_call("get_weather", {"town": "Paris"}))
     assert not _accepts(compiler, smollm2_tokenizer, named, "Sure! " + call)
-    assert not _accepts(compiler, smollm2_tokenizer, named, call + "\n" + call), "one call unless parallel"
+    assert not _accepts(compiler, smollm2_tokenizer, named, '<tool_call>\n{"name": "get_weather", "arguments": '
+                        '{\n  "city": "Paris"}}\n</tool_call>'), "arguments are compact JSON"
+    named_parallel = tool_grammar(tools, parse_tool_choice({"type": "function", "function": {"name": "get_weather"}},
+                                                           tools), parallel=True)
+    assert not _accepts(compiler, smollm2_tokenizer, named_parallel, call + "\n" + call), "a named function: once"
     required_parallel = tool_grammar(tools, parse_tool_choice("required", tools), parallel=True)
     assert _accepts(compiler, smollm2_tokenizer, required_parallel, call + "\n" + render_call("get_time", {}))
     assert not _accepts(compiler, smollm2_tokenizer, required_parallel, "")
