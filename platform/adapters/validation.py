@@ -18,10 +18,11 @@ from safetensors.torch import load as load_safetensors
 from adapters.archive import CONFIG_NAME, WEIGHTS_NAME, AdapterFileError, AdapterFiles
 from adapters.conf import ALLOWED_TARGET_MODULES
 
-# peft's key for a LoRA factor of a projection (Llama-family names, and Phi's fused qkv_proj / gate_up_proj)
+# peft's key for a LoRA factor of a projection (Llama-family names, and Phi's fused qkv_proj / gate_up_proj); a
+# multimodal Gemma 3's language model sits under model.language_model
 _KEY_RE = re.compile(
-    r"^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|qkv_proj|o_proj|gate_proj|"
-    r"up_proj|gate_up_proj|down_proj)\.lora_(A|B)\.weight$"
+    r"^base_model\.model\.model\.(?:language_model\.)?layers\.(\d+)\.(self_attn|mlp)\."
+    r"(q_proj|k_proj|v_proj|qkv_proj|o_proj|gate_proj|up_proj|gate_up_proj|down_proj)\.lora_(A|B)\.weight$"
 )
 _PARENT = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "qkv_proj": "self_attn",
            "o_proj": "self_attn", "gate_proj": "mlp", "up_proj": "mlp", "gate_up_proj": "mlp", "down_proj": "mlp"}
@@ -38,6 +39,8 @@ class AdapterSummary:
     target_modules: list[str]
     num_tensors: int
     modules: set[tuple[int, str]] = field(default_factory=set)
+    # target_modules was a peft regex (e.g. ".*language_model.*\.q_proj"): the tensors say which projections it hit
+    targets_from_tensors: bool = False
 
 
 def _fail(message: str) -> AdapterFileError:
@@ -74,7 +77,14 @@ def parse_config(raw: bytes, *, max_rank: int) -> AdapterSummary:
     use_rslora = cfg.get("use_rslora", False)
     if not isinstance(use_rslora, bool):
         raise _fail(f"use_rslora must be true or false, got {use_rslora!r}.")
-    return AdapterSummary(rank, float(alpha), use_rslora, _target_modules(cfg.get("target_modules")), 0)
+    targets = cfg.get("target_modules")
+    if isinstance(targets, str) and not re.fullmatch(r"[\w.]+", targets):
+        try:
+            re.compile(targets)
+        except re.error as exc:
+            raise _fail(f"target_modules {targets!r} is neither a module name nor a valid regex: {exc}.") from None
+        return AdapterSummary(rank, float(alpha), use_rslora, [], 0, targets_from_tensors=True)
+    return AdapterSummary(rank, float(alpha), use_rslora, _target_modules(targets), 0)
 
 
 def _target_modules(targets: object) -> list[str]:
@@ -132,10 +142,12 @@ def check_tensors(summary: AdapterSummary, weights: bytes, dims: dict[str, tuple
         layer, parent, proj, factor = int(match[1]), match[2], match[3], match[4]
         if parent != _PARENT[proj] or layer >= num_layers:
             raise _fail(f"Tensor '{name}' names a module the base model doesn't have ({num_layers} layers).")
-        if proj not in summary.target_modules:
+        if not summary.targets_from_tensors and proj not in summary.target_modules:
             raise _fail(f"Tensor '{name}' is for {proj}, which is not in target_modules {summary.target_modules}.")
         if info["dtype"] not in _DTYPES:
             raise _fail(f"Tensor '{name}' has dtype {info['dtype']}; supported are float32, float16 and bfloat16.")
+        if proj not in dims:  # reachable with a regex target_modules: a projection of another family
+            raise _fail(f"Tensor '{name}' is for {proj}, which this base model does not have ({', '.join(dims)}).")
         in_features, out_features = dims[proj]
         expected = [r, in_features] if factor == "A" else [out_features, r]
         if list(info["shape"]) != expected:
@@ -156,6 +168,8 @@ def check_tensors(summary: AdapterSummary, weights: bytes, dims: dict[str, tuple
             raise _fail(f"Tensor '{name}' holds NaN or infinite values; the adapter is broken.")
     summary.num_tensors = len(tensors)
     summary.modules = set(pairs)
+    if summary.targets_from_tensors:
+        summary.target_modules = sorted({p for _, p in pairs}, key=ALLOWED_TARGET_MODULES.index)
 
 
 def validate(files: AdapterFiles, *, dims: dict[str, tuple[int, int]], num_layers: int, max_rank: int) -> AdapterSummary:

@@ -34,7 +34,9 @@ class BaseModelAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "architecture"]
     readonly_fields = ["architecture", "context_length", "weights_uri", "public_name"]
 
-    def get_form(self, request: HttpRequest, obj: BaseModel | None = None, change: bool = False, **kwargs):  # type: ignore[no-untyped-def]
+    def get_form(  # type: ignore[no-untyped-def]
+        self, request: HttpRequest, obj: BaseModel | None = None, change: bool = False, **kwargs
+    ):
         if obj is None:
             kwargs["form"] = BaseModelAddForm
         return super().get_form(request, obj, change=change, **kwargs)

@@ -135,3 +135,31 @@ def test_admin_add_form_runs_the_same_checks(phi3_folder, client, django_user_mo
     model = BaseModel.objects.get(slug="phi-admin")
     assert (model.architecture, model.context_length, model.display_name) == ("phi3", 4096, "Phi tiny")
     assert BaseModelShape.objects.get(base_model=model).num_heads == 4
+
+
+@pytest.mark.django_db
+def test_catalog_add_gemma3_multimodal_and_its_language_model_adapters(tmp_path: Path) -> None:
+    # Gemma 3 4B+ ship multimodal: the catalog records its language model, and peft adapters on it (keys under
+    # model.language_model) validate against that shape
+    text = {k: v for k, v in TINY.items() if k != "pad_token_id"} | {"head_dim": 8, "query_pre_attn_scalar": 8}
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)  # fmt: skip
+    folder = tmp_path / "gemma3mm"
+    hf = _save(transformers.Gemma3ForConditionalGeneration,
+               transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4), folder)
+    call_command("catalog_add", str(folder), "--slug", "gemma-tiny", *PRICES)
+    model = BaseModel.objects.get(slug="gemma-tiny")
+    assert (model.architecture, model.context_length) == ("gemma3_text", 4096)
+    shape = BaseModelShape.objects.get(base_model=model)
+    targets = r".*language_model.*\.(q_proj|v_proj|down_proj)"
+    peft.get_peft_model(hf, peft.LoraConfig(r=2, init_lora_weights=False, target_modules=targets)).save_pretrained(
+        tmp_path / "adapter")
+    files = AdapterFiles((tmp_path / "adapter" / "adapter_config.json").read_bytes(),
+                         (tmp_path / "adapter" / "adapter_model.safetensors").read_bytes())
+    summary = validate(files, dims=shape.module_dims(), num_layers=shape.num_layers, max_rank=64)
+    assert summary.num_tensors == 2 * 3 * 2 and {p for _, p in summary.modules} == {"q_proj", "v_proj", "down_proj"}
+    assert summary.target_modules == ["q_proj", "v_proj", "down_proj"]  # from the tensors: the config held a regex
+    bad = json.loads(files.config) | {"target_modules": ".*(q_proj"}
+    with pytest.raises(ValueError, match="valid regex"):
+        validate(AdapterFiles(json.dumps(bad).encode(), files.weights), dims=shape.module_dims(), num_layers=2,
+                 max_rank=64)

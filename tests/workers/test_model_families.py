@@ -249,3 +249,21 @@ def test_gemma3_multimodal_checkpoint_serves_its_language_model(tmp_path: Path) 
         ref = hf(input_ids=torch.tensor([PROMPTS[0]])).logits[0].float()
     assert ref.std().item() > 0.3
     assert (run_single(ours, PROMPTS[0], num_blocks=16, block_size=8) - ref).abs().max().item() <= 1e-4
+    # A peft adapter on the language model's projections (peft names them under model.language_model)
+    targets = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+    lora = peft.get_peft_model(copy.deepcopy(hf), peft.LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
+                                                                   target_modules=targets))
+    with torch.no_grad():
+        for pname, p in lora.named_parameters():
+            if "lora_B" in pname:
+                p.mul_(0.2)
+    lora.save_pretrained(tmp_path / "peft")
+    store = tmp_path / "store"
+    uid = "0" * 31 + "2"
+    (store / uid).mkdir(parents=True)
+    for f in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(tmp_path / "peft" / f, store / uid / f)
+    adapter = LoraAdapter.from_folder(uid, store / uid, ours.config, torch.float32)
+    assert adapter.targets == set(ours.config.projection_dims())
+    engine, recorder = _engine(ours, tmp_path / "gemma3mm", store)
+    _check_against(lora.merge_and_unload().eval(), _run(engine, recorder, PROMPTS[1:], adapter=uid, tag="mm"), 1e-3)

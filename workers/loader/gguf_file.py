@@ -42,6 +42,7 @@ _TOP_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "
 _ROPE_TENSORS = ("rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight")  # -> config
 # llama.cpp permutes Q/K rows for its interleaved RoPE only for these architectures; the others keep HF order.
 _PERMUTED_ARCHS = ("llama",)
+_ROTARY_PROJECTIONS = ("q_proj.weight", "k_proj.weight", "q_proj.bias", "k_proj.bias")
 _GEMMA_27B_LAYERS = {"gemma2": 46, "gemma3": 62}  # llama.cpp scales their queries by hidden / heads, not head_dim
 
 
@@ -162,7 +163,8 @@ def _rope_scaling(reader: Any, arch: str, context: int) -> dict[str, Any] | None
     freqs = _tensor_values(reader, "rope_freqs.weight")
     if freqs is not None:  # Llama 3.x: llama.cpp stores the llama3 scaling as one divisor per frequency
         return {"rope_type": "freq_factors", "factors": freqs, "original_max_position_embeddings": original}
-    long, short = _tensor_values(reader, "rope_factors_long.weight"), _tensor_values(reader, "rope_factors_short.weight")
+    long = _tensor_values(reader, "rope_factors_long.weight")
+    short = _tensor_values(reader, "rope_factors_short.weight")
     if long is not None and short is not None:
         out: dict[str, Any] = {"rope_type": "longrope", "long_factor": long, "short_factor": short,
                                "original_max_position_embeddings": original, "max_position_embeddings": context}
@@ -202,7 +204,7 @@ def gguf_weights(reader: Any, config: ModelConfig) -> Iterator[tuple[str, torch.
         array = dequantize(t.data, t.tensor_type)
         # GGUF lists dims fastest-first; numpy rows are the reverse: [out, in] for a weight, as in HF
         array = np.ascontiguousarray(array.reshape([int(d) for d in reversed(t.shape)]), dtype=np.float32)
-        if arch in _PERMUTED_ARCHS and hf_name.endswith(("q_proj.weight", "k_proj.weight", "q_proj.bias", "k_proj.bias")):
+        if arch in _PERMUTED_ARCHS and hf_name.endswith(_ROTARY_PROJECTIONS):
             heads = config.num_heads if ".q_proj." in hf_name else config.num_kv_heads
             array = _unpermute(array, heads)
         if config.is_gemma and hf_name.endswith("norm.weight"):

@@ -17,7 +17,10 @@ import torch
 from workers.model_config import ModelConfig
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # Llama-family names
-_KEY_RE = re.compile(r"^base_model\.model\.model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_(A|B)\.weight$")
+# peft's key of a layer's LoRA factor; a multimodal Gemma 3's language model sits under model.language_model
+_KEY_RE = re.compile(
+    r"^base_model\.model\.model\.(?:language_model\.)?layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_(A|B)\.weight$"
+)
 
 
 class AdapterLoadError(ValueError):
