@@ -9,6 +9,9 @@ class EngineConfig:
     # bf16 measured faster than fp32 on this 2-core EPYC (avx512_bf16), interleaved A/B, 1 thread, decode steps:
     # batch 1 18.5 vs 15.5 tok/s, batch 8 22.4 vs 17.1, batch 32 40.2 vs 30.3; bench/engine.py re-measures it.
     dtype: str = "bfloat16"  # "float32" | "bfloat16" | "float16"
+    # weight-only "int8" | "int4" on CPU (workers/models/quant_linear.py); None: dense. The worker's CLI picks the
+    # measured fastest format by default (workers/models/weight_format.py)
+    quantize: str | None = None
     device: str = "cpu"
     block_size: int = 16  # tokens per KV block
     num_kv_blocks: int | None = None  # None: kv_cache_memory_bytes / bytes per block
@@ -22,13 +25,6 @@ class EngineConfig:
     max_lora_rank: int = 64  # width of a device slot; higher-rank adapters are refused
     adapter_store: str | None = None  # folder of validated adapters `<store>/<uid>/` (None: adapters added in code)
     seed: int = 0  # seeds the sampler of requests without their own seed
-    # Speculative decoding (workers/engine/drafting.py): a decode step may verify up to this many draft tokens of a
-    # sequence (its `prediction`, or prompt lookup when ngram_speculation); 0 turns speculation off.
-    num_speculative_tokens: int = 16
-    ngram_speculation: bool = True
-    # Prompt lookup drafts only while at most this many sequences decode: a large batch is compute-bound, where a
-    # kept draft token costs what decoding it later would and a rejected one is waste (predictions always draft).
-    ngram_max_batch: int = 8
 
     def __post_init__(self) -> None:
         if self.block_size < 1 or self.block_size & (self.block_size - 1):
@@ -39,7 +35,7 @@ class EngineConfig:
             raise ValueError("max_num_batched_tokens must be >= 1")
         if self.num_kv_blocks is not None and self.num_kv_blocks < 1:
             raise ValueError("num_kv_blocks must be >= 1")
-        if self.num_speculative_tokens < 0:
-            raise ValueError("num_speculative_tokens must be >= 0")
+        if self.quantize not in (None, "int8", "int4"):
+            raise ValueError(f"quantize must be int8, int4 or None, got {self.quantize!r}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")

@@ -29,9 +29,16 @@ def load_config(path: str | Path) -> ModelConfig:
 
 
 def load_model(
-    path: str | Path, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu"
+    path: str | Path, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu",
+    quantize: str | None = None,
 ) -> LlamaForCausalLM:
+    # quantize "int8" | "int4": weight-only quantized linears and token table (workers/models/quant_linear.py);
+    # a GGUF file's Q4_0/Q4_1/Q8_0 blocks load straight into them, an HF folder is quantized after loading
     path = Path(path)
+    if quantize is not None and _is_gguf(path):
+        from workers.loader.gguf_quant import load_gguf_quantized
+
+        return load_gguf_quantized(path, quantize, dtype, str(device))
     if _is_gguf(path):
         reader = open_gguf(path)
         config = gguf_config(reader)
@@ -43,6 +50,10 @@ def load_model(
         raise CheckpointError(f"{path}: neither a .gguf file nor a folder with config.json")
     model = empty_model(config, dtype, device)
     model.load_weights(weights)
+    if quantize is not None:
+        from workers.models.quant_linear import quantize_model
+
+        quantize_model(model, quantize)
     return model.eval()
 
 

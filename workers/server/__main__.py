@@ -30,7 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worker-id", default="w0")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="registry; default $REDIS_URL")
     p.add_argument("--region", default="local")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default: the engine's")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="default: with --quantize auto the measured fastest, else the engine's")  # fmt: skip
+    p.add_argument("--quantize", default="auto", choices=["auto", "none", "int8", "int4"],
+                   help="weight-only quantized linears (CPU); auto: the format measured fastest here, cached")
     p.add_argument("--served-model-name", default=DEFAULT_SERVED_MODEL_NAME)
     p.add_argument("--max-loras", type=int, default=4, help="distinct adapters in one step (device slots)")
     p.add_argument("--max-cpu-loras", type=int, default=None, help="adapters kept in host memory (LRU)")
@@ -40,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("HEARTH_ADAPTER_STORE"),
         help="folder of validated adapters <store>/<uid>/ (default $HEARTH_ADAPTER_STORE); none: base only",
     )
+    p.add_argument("--no-prefix-caching", action="store_true", help="turn the prefix cache off (benchmarks)")
     p.add_argument("--max-model-len", type=int, default=None)
     p.add_argument("--num-kv-blocks", type=int, default=None)
     p.add_argument("--advertise-url", default=None, help="URL written to the registry; default http://host:port")
@@ -56,10 +60,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def engine_config(args: argparse.Namespace) -> "EngineConfig":
     from workers.engine.config import EngineConfig
 
+    dtype, quantize = args.dtype, None if args.quantize in ("auto", "none") else args.quantize
+    if args.quantize == "auto" and args.dtype is None:
+        from workers.models.weight_format import choose_weight_format
+
+        dtype, quantize = choose_weight_format("cpu")
     overrides = {
         k: v
         for k, v in {
-            "dtype": args.dtype,
+            "dtype": dtype,
+            "quantize": quantize,
+            "enable_prefix_caching": False if args.no_prefix_caching else None,
             "max_model_len": args.max_model_len,
             "num_kv_blocks": args.num_kv_blocks,
             "max_loras": args.max_loras,
