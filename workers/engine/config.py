@@ -25,6 +25,13 @@ class EngineConfig:
     max_lora_rank: int = 64  # width of a device slot; higher-rank adapters are refused
     adapter_store: str | None = None  # folder of validated adapters `<store>/<uid>/` (None: adapters added in code)
     seed: int = 0  # seeds the sampler of requests without their own seed
+    # Speculative decoding (workers/engine/drafting.py): a decode step may verify up to this many draft tokens of a
+    # sequence (its `prediction`, or prompt lookup when ngram_speculation); 0 turns speculation off.
+    num_speculative_tokens: int = 16
+    ngram_speculation: bool = True
+    # Prompt lookup drafts only while at most this many sequences decode: a large batch is compute-bound, where a
+    # kept draft token costs what decoding it later would and a rejected one is waste (predictions always draft).
+    ngram_max_batch: int = 8
 
     def __post_init__(self) -> None:
         if self.block_size < 1 or self.block_size & (self.block_size - 1):
@@ -35,6 +42,8 @@ class EngineConfig:
             raise ValueError("max_num_batched_tokens must be >= 1")
         if self.num_kv_blocks is not None and self.num_kv_blocks < 1:
             raise ValueError("num_kv_blocks must be >= 1")
+        if self.num_speculative_tokens < 0:
+            raise ValueError("num_speculative_tokens must be >= 0")
         if self.quantize not in (None, "int8", "int4"):
             raise ValueError(f"quantize must be int8, int4 or None, got {self.quantize!r}")
         if self.dtype not in ("float32", "bfloat16", "float16"):

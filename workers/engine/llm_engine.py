@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from workers.engine.config import EngineConfig
+from workers.engine.drafting import SpecState, speculates
 from workers.engine.model_runner import DTYPES, ModelRunner, kv_block_bytes
 from workers.engine.output_processor import OutputProcessor
 from workers.engine.outputs import CompletionDelta, SamplerOutput
@@ -86,11 +87,15 @@ class LLMEngine:
         if adapter_id is not None:
             self.load_adapter(adapter_id)
         now = time.monotonic()
-        return [
+        seqs = [
             Sequence(next(self._seq_ids), request_id, i, prompt_token_ids, params, max_tokens, adapter_id, now,
                      account_id or DEFAULT_ACCOUNT)
             for i in range(params.n)
         ]
+        if speculates(params, self.config):
+            for seq in seqs:
+                seq.spec = SpecState(params.prediction, self.config.ngram_speculation, self.config.num_speculative_tokens)
+        return seqs
 
     def load_adapter(self, uid: str) -> None:
         """Brings an adapter into host memory (from the store the first time); any thread, may read disk."""
@@ -164,8 +169,11 @@ class LLMEngine:
         logprobs = None
         if any(out.logprobs is not None for out in outs):
             logprobs = [lp for out in outs for lp in (out.logprobs or [None] * len(out.token_ids))]
+        accepted = None
+        if any(out.num_accepted is not None for out in outs):
+            accepted = [a for out in outs for a in (out.num_accepted or [0] * len(out.token_ids))]
         failed = [d for request_id in bad for d in self._end_request(request_id, "error")]
-        return kept, SamplerOutput(tokens, logprobs), failed
+        return kept, SamplerOutput(tokens, logprobs, accepted), failed
 
     def _reap(self, deltas: list[CompletionDelta]) -> None:
         for request_id in {d.request_id for d in deltas if d.finished}:
