@@ -29,6 +29,7 @@ from workers.server.protocol import (
     Completion,
     CompletionChoice,
     CompletionLogprobs,
+    CompletionTokensDetails,
     PromptTokensDetails,
     ToolCallDelta,
     TopLogprob,
@@ -103,6 +104,7 @@ class UsageTracker:
         self.prompt = num_prompt_tokens
         self.cached: int | None = None
         self.output: dict[int, int] = {}
+        self.predicted: dict[int, tuple[int, int]] = {}  # choice -> (accepted, rejected) prediction tokens so far
 
     def add(self, delta: CompletionDelta) -> None:
         self.prompt = delta.num_prompt_tokens
@@ -110,14 +112,21 @@ class UsageTracker:
         # once, at the least cached count any choice saw.
         self.cached = delta.num_cached_tokens if self.cached is None else min(self.cached, delta.num_cached_tokens)
         self.output[delta.index] = delta.num_output_tokens
+        self.predicted[delta.index] = (delta.num_accepted_prediction_tokens, delta.num_rejected_prediction_tokens)
 
     def usage(self) -> Usage:
-        completion = sum(self.output.values())
+        accepted = sum(a for a, _ in self.predicted.values())
+        rejected = sum(r for _, r in self.predicted.values())
+        # OpenAI counts rejected prediction tokens as completion tokens (billing, output and context limits)
+        completion = sum(self.output.values()) + rejected
         return Usage(
             prompt_tokens=self.prompt,
             completion_tokens=completion,
             total_tokens=self.prompt + completion,
             prompt_tokens_details=PromptTokensDetails(cached_tokens=self.cached or 0),
+            completion_tokens_details=CompletionTokensDetails(
+                accepted_prediction_tokens=accepted, rejected_prediction_tokens=rejected
+            ),
         )
 
 
