@@ -169,6 +169,8 @@ def create_app(engine: EngineLike, settings: ServerSettings | None = None) -> Fa
         params = P.chat_sampling_params(req)
         plan = await w.plan_chat(req, messages, params)
         prompt_ids = await asyncio.to_thread(w.chat_prompt_ids, plan.messages, plan.template_tools)
+        if (predicted := P.prediction_text(req)) is not None:  # drafts for speculative decoding
+            params.prediction = await asyncio.to_thread(w.tokenizer.encode, predicted, add_special_tokens=False)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         stream = await w.engine.add_request(request_id, prompt_ids, params, adapter_id, arrival,
                                             param_names=P.chat_param_names(req), account_id=_account(request))

@@ -65,6 +65,14 @@ def chat_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
     return out
 
 
+def prediction_text(req: ChatCompletionRequest) -> str | None:
+    """OpenAI's `prediction` content (a string or text parts, joined as given) or None."""
+    if req.prediction is None:
+        return None
+    content = req.prediction.content
+    return content if isinstance(content, str) else "".join(part.text for part in content)
+
+
 def _logit_bias(raw: dict[str, float] | None) -> dict[int, float]:
     bias: dict[int, float] = {}
     for key, value in (raw or {}).items():
