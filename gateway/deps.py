@@ -3,8 +3,9 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
+from gateway.budget import MAX_COST_HEADER
 from gateway.db import KeyRecord
 from gateway.services import Services
 
@@ -28,3 +29,5 @@ def get_request_id(request: Request) -> str:
 
 
 RequestId = Annotated[str, Depends(get_request_id)]
+
+MaxCostHeader = Annotated[str | None, Header(alias=MAX_COST_HEADER, include_in_schema=False)]

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from billing.pricing import InvalidUsage, Prices
 from contracts import ACCOUNT_ID_HEADER
 from gateway.billing_guard import COST_HEADER, request_cost
+from gateway.budget import MAX_COST_HEADER, Budget, parse_max_cost
 from gateway.db import KeyRecord, ModelEntry
 from gateway.embeddings import EmbeddingRequest, check_model_kind
 from gateway.errors import NoCapacity, ServiceUnavailable, UpstreamFailed
@@ -62,14 +63,16 @@ class RelayResponse(StreamingResponse):
 
 class InferenceCall:
     def __init__(self, services: Services, key: KeyRecord, body: InferenceRequest | EmbeddingRequest, path: str,
-                 request_id: str) -> None:
+                 request_id: str, *, max_cost_header: str | None = None) -> None:
         self._services = services
+        self._max_cost_header = max_cost_header  # x-hearth-max-cost; the body's max_cost wins
         self._key = key
         self._body = body
         self._path = path
         self._request_id = request_id
         self._entry: ModelEntry | None = None
         self._prices: Prices | None = None
+        self._completion_limit: int | None = None  # per choice, from max_cost (gateway/budget.py)
         self._admission: Admission | None = None
         self._worker: WorkerInfo | None = None
         self._response: UpstreamResponse | None = None
@@ -95,9 +98,12 @@ class InferenceCall:
         await services.billing.check(self._key.account_id)  # over the spend limit: 429 insufficient_quota
         self._prices = await self._prices_of(entry)
         check_model_kind(entry, body, self._path)
+        self._completion_limit = await self._budget_limit(entry)  # before admission: a refusal costs nothing
         max_new = body.max_new_tokens()
         if max_new is None:  # chat without max_tokens; embeddings generate nothing (0)
             max_new = services.settings.default_max_tokens_estimate
+        if self._completion_limit is not None:
+            max_new = min(max_new, self._completion_limit)
         self._admission = await services.limiter.admit(self._key, math.ceil(body.prompt_chars() / 4) + max_new)
         try:
             await self._open(entry)
@@ -115,6 +121,23 @@ class InferenceCall:
             if self._worker is not None and self._response is not None:
                 await services.upstream.finish(self._worker, self._response)
 
+    async def _budget_limit(self, entry: ModelEntry) -> int | None:
+        """Each choice's completion cap under the request's max_cost; None without one (or on a free model)."""
+        body = self._body
+        if not isinstance(body, InferenceRequest):
+            return None
+        if body.max_cost is not None:
+            max_cost = parse_max_cost(body.max_cost, source="body")
+        else:
+            max_cost = parse_max_cost(self._max_cost_header, source=MAX_COST_HEADER)
+        if max_cost is None:
+            return None
+        prices = await self._services.prices.prices(entry.base_model_id)  # no stale fallback: 503 if unreadable
+        if prices is None:
+            return None  # no price row: the model costs nothing
+        return Budget(max_cost).completion_limit(prices, prompt_token_bound=body.prompt_token_bound(),
+                                                 num_choices=body.num_choices())
+
     async def _prices_of(self, entry: ModelEntry) -> Prices | None:
         try:
             return await self._services.prices.prices(entry.base_model_id)  # an adapter costs what its base costs
@@ -127,7 +150,10 @@ class InferenceCall:
                              region=settings.region, load_factor=settings.affinity_load_factor, kind=entry.kind)
         if not workers:
             raise NoCapacity(f"No worker is serving the model `{self._body.model}` right now. Please retry shortly.")
-        payload = json.dumps(self._body.upstream_body(entry.worker_model), separators=(",", ":")).encode()
+        upstream_body = self._body.upstream_body(entry.worker_model)
+        if self._completion_limit is not None and isinstance(self._body, InferenceRequest):
+            upstream_body = self._body.with_completion_limit(upstream_body, self._completion_limit)
+        payload = json.dumps(upstream_body, separators=(",", ":")).encode()
         self._started_at = utc_now_iso()
         self._worker, self._response = await services.upstream.open(
             workers, self._path, payload, self._request_id, headers={ACCOUNT_ID_HEADER: str(self._key.account_id)})

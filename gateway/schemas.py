@@ -25,6 +25,13 @@ LOGIT_BIAS_RANGE = (-100.0, 100.0)
 PENALTY_RANGE = (-2.0, 2.0)  # presence_penalty, frequency_penalty
 MAX_REPETITION_PENALTY = 2.0
 
+# Allowances for tokens a prompt gets beyond its text (gateway/budget.py bounds the prompt by them): a chat template's
+# default system prompt and markers, each message's role markers, the tool-calling instructions, a text prompt's BOS.
+CHAT_TEMPLATE_TOKENS = 256
+MESSAGE_TEMPLATE_TOKENS = 16
+TOOL_PROMPT_TOKENS = 512
+TEXT_SPECIAL_TOKENS = 8
+
 TokenId = Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]
 Penalty = Annotated[float, Field(ge=PENALTY_RANGE[0], le=PENALTY_RANGE[1])]
 
@@ -67,6 +74,8 @@ class InferenceRequest(BaseModel):
     min_p: float | None = Field(default=None, ge=0, le=1)
     repetition_penalty: float | None = Field(default=None, gt=0, le=MAX_REPETITION_PENALTY)
     stop_token_ids: Annotated[list[TokenId], Field(max_length=MAX_STOP_TOKEN_IDS)] | None = None
+    # Hearth's own: the most this request may cost, USD as a decimal string (gateway/budget.py); never sent on
+    max_cost: str | None = Field(default=None, max_length=40)
 
     @field_validator("logit_bias")
     @classmethod
@@ -96,6 +105,7 @@ class InferenceRequest(BaseModel):
         body = self.model_dump(exclude_unset=True, exclude_none=True)
         for name in DROPPED:
             body.pop(name, None)
+        body.pop("max_cost", None)
         body["model"] = worker_model
         if self.stream:
             # Always metered from the worker's own count, which it puts on every chunk (continuous_usage_stats) so a
@@ -109,6 +119,22 @@ class InferenceRequest(BaseModel):
 
     def prompt_chars(self) -> int:
         raise NotImplementedError
+
+    def prompt_token_bound(self) -> int:
+        """At most this many prompt tokens (gateway/budget.py): one per UTF-8 byte, plus the template's own."""
+        raise NotImplementedError
+
+    def num_choices(self) -> int:
+        """Completions the worker generates (and bills) for this request."""
+        return max(self.n or 1, self.best_of or 1)
+
+    def with_completion_limit(self, body: dict[str, Any], limit: int) -> dict[str, Any]:
+        """The upstream body with every choice's completion capped at `limit` tokens."""
+        for name in ("max_tokens", "max_completion_tokens"):
+            if name in body:
+                body[name] = min(int(body[name]), limit)
+        body.setdefault("max_tokens", limit)
+        return body
 
     def max_new_tokens(self) -> int | None:
         return self.max_tokens
@@ -139,6 +165,21 @@ class ChatCompletionRequest(InferenceRequest):
     def max_new_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
+    def prompt_token_bound(self) -> int:
+        total = CHAT_TEMPLATE_TOKENS
+        for m in self.messages:
+            if isinstance(m.content, str):
+                total += len(m.content.encode())
+            elif m.content:
+                total += sum(len(str(part.get("text", "")).encode()) for part in m.content)
+            total += MESSAGE_TEMPLATE_TOKENS
+            if calls := (m.model_extra or {}).get("tool_calls"):  # an assistant's calls, rendered back
+                total += len(json.dumps(calls).encode())
+        tools = (self.model_extra or {}).get("tools")
+        if tools:
+            total += TOOL_PROMPT_TOKENS + len(json.dumps(tools).encode())
+        return total
+
 
 class CompletionRequest(InferenceRequest):
     prompt: str | list[str] | list[TokenId] | list[list[TokenId]]
@@ -159,3 +200,18 @@ class CompletionRequest(InferenceRequest):
         body = super().upstream_body(worker_model)
         body.setdefault("max_tokens", self.max_tokens)
         return body
+
+    def _prompts(self) -> list[str] | list[list[int]]:
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if p and isinstance(p[0], int):
+            return [p]  # type: ignore[list-item]
+        return p  # type: ignore[return-value]
+
+    def prompt_token_bound(self) -> int:
+        # token ids are exact; text is a token per byte plus BOS/EOS-like specials
+        return sum(len(p) if isinstance(p, list) else len(p.encode()) + TEXT_SPECIAL_TOKENS for p in self._prompts())
+
+    def num_choices(self) -> int:
+        return len(self._prompts()) * super().num_choices()

@@ -3,7 +3,7 @@ gateway.lifecycle.InferenceCall's."""
 
 from fastapi import APIRouter, Response
 
-from gateway.deps import CurrentKey, RequestId, ServicesDep
+from gateway.deps import CurrentKey, MaxCostHeader, RequestId, ServicesDep
 from gateway.embeddings import EmbeddingRequest
 from gateway.lifecycle import InferenceCall
 from gateway.schemas import ChatCompletionRequest, CompletionRequest
@@ -14,14 +14,15 @@ router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)  # NaN / Infinity 
 
 @router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, key: CurrentKey, services: ServicesDep,
-                           request_id: RequestId) -> Response:
-    return await InferenceCall(services, key, body, "/v1/chat/completions", request_id).respond()
+                           request_id: RequestId, max_cost: MaxCostHeader = None) -> Response:
+    return await InferenceCall(services, key, body, "/v1/chat/completions", request_id,
+                               max_cost_header=max_cost).respond()
 
 
 @router.post("/completions")
 async def completions(body: CompletionRequest, key: CurrentKey, services: ServicesDep,
-                      request_id: RequestId) -> Response:
-    return await InferenceCall(services, key, body, "/v1/completions", request_id).respond()
+                      request_id: RequestId, max_cost: MaxCostHeader = None) -> Response:
+    return await InferenceCall(services, key, body, "/v1/completions", request_id, max_cost_header=max_cost).respond()
 
 
 @router.post("/embeddings")
