@@ -62,6 +62,25 @@ def test_an_upload_over_the_limit_stops_at_the_limit(login, session_client, key_
     assert 0 < sum(written_to_disk) <= LIMIT
 
 
+def test_the_dashboards_csrf_checked_session_path_is_capped_too(signup, written_to_disk, adapter_store: Path,
+                                                               tmp_path: Path):
+    # With CSRF enforced, DRF's session authentication reads the form (for csrfmiddlewaretoken) before the view runs:
+    # the cap must already be in place then.
+    from rest_framework.test import APIClient
+
+    user, _account = signup(email="csrf@example.com")
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(user)
+    token = client.get("/api/v1/auth/csrf").json()["csrf_token"]
+    files = adapter_files()
+    files["adapter_model.safetensors"] = os.urandom(LIMIT + MULTIPART_SLACK_BYTES // 2)
+    body = {"name": "big-bot", "base_model": "smollm2-135m-instruct",
+            "files": [SimpleUploadedFile(n, d) for n, d in files.items()]}
+    response = client.post("/api/v1/adapters", body, format="multipart", HTTP_X_CSRFTOKEN=token)
+    _assert_refused(response, adapter_store, tmp_path)
+    assert 0 < sum(written_to_disk) <= LIMIT
+
+
 def test_a_content_length_far_over_the_limit_is_refused_before_reading(session_client, written_to_disk,
                                                                       adapter_store: Path, tmp_path: Path):
     client, _account = session_client()
