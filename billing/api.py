@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import conf, stripe_billing
+from billing import conf, credits, stripe_billing
 from billing.selectors import GROUPS, usage_summary
 from billing.services import billing_profile_get
 from billing.spend import month_start
@@ -119,7 +119,7 @@ class CreditsView(APIView):
         key = request.headers.get("Idempotency-Key") or None  # a retried request then charges once
         if key is not None and not _IDEMPOTENCY_KEY_RE.fullmatch(key):
             raise ApplicationError("Idempotency-Key is 1-64 letters, digits, '-' or '_'.", field="Idempotency-Key")
-        purchase = stripe_billing.credits_purchase(account=request_account(request), idempotency_key=key,
+        purchase = credits.credits_purchase(account=request_account(request), idempotency_key=key,
                                                    **body.validated_data)
         profile = billing_profile_get(account=request_account(request))
         return Response({"payment_intent_id": purchase.stripe_payment_intent_id, "status": purchase.status,

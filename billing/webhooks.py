@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import conf, stripe_billing
+from billing import conf, credits, stripe_billing
 
 log = logging.getLogger("hearth.billing.webhook")
 
@@ -29,10 +29,10 @@ def _handle(event: Any) -> None:
         stripe_billing.invoice_status_set(stripe_invoice_id=obj.id, paid=False)
     elif event.type in ("payment_intent.succeeded", "payment_intent.payment_failed"):
         succeeded = event.type.endswith("succeeded")
-        if stripe_billing.credit_purchase_settle(payment_intent_id=obj.id, succeeded=succeeded) is None:
+        if credits.credit_purchase_settle(payment_intent_id=obj.id, succeeded=succeeded) is None:
             # No row: the purchase call died after Stripe confirmed it. The intent's metadata says whose it is.
-            if stripe_billing.credit_purchase_recover(obj) is not None:
-                stripe_billing.credit_purchase_settle(payment_intent_id=obj.id, succeeded=succeeded)
+            if credits.credit_purchase_recover(obj) is not None:
+                credits.credit_purchase_settle(payment_intent_id=obj.id, succeeded=succeeded)
 
 
 class StripeWebhookView(APIView):

@@ -13,11 +13,12 @@ import pytest
 from billing_testlib import add_card, usage_event, xadd_events
 from test_stripe import invoice_event, signed, webhook
 
-from billing import stripe_billing
+from billing import credits
+from billing.credits import credits_purchase
 from billing.ingest import UsageConsumer
 from billing.models import BillingProfile, CreditPurchase, Invoice
 from billing.services import billing_profile_get
-from billing.stripe_billing import credits_purchase, stripe_client
+from billing.stripe_billing import stripe_client
 from billing.tasks import close_period
 
 pytestmark = pytest.mark.django_db
@@ -123,7 +124,7 @@ def test_a_purchase_whose_process_died_after_stripe_confirmed_is_credited_by_the
         raise SystemExit("worker killed")
 
     monkeypatch.setattr(stripe_client().v1.payment_intents.__class__, "create", remember)
-    monkeypatch.setattr(stripe_billing, "_purchase_for", killed)
+    monkeypatch.setattr(credits, "_purchase_for", killed)
     with pytest.raises(SystemExit):
         credits_purchase(account=account, amount_usd=Decimal("25.00"))
     monkeypatch.undo()

@@ -16,10 +16,10 @@ import stripe
 from billing_testlib import WEBHOOK_SECRET, add_card, usage_event, xadd_events
 from rest_framework.test import APIClient
 
+from billing.credits import credits_purchase
 from billing.ingest import UsageConsumer
 from billing.models import BillingProfile, CreditPurchase, Invoice, InvoiceItem
 from billing.stripe_billing import (
-    credits_purchase,
     customer_ensure,
     invoice_items_push,
     period_close,
