@@ -151,3 +151,16 @@ def test_all_of_object_branches_merge_into_one_object() -> None:
     closed = {**b, "additionalProperties": False}
     assert merge_all_of({"allOf": [a, closed]}) == {"allOf": [a, closed]}
     assert merge_all_of({"properties": {"x": {"allOf": [a, b]}}})["properties"]["x"]["required"] == ["a", "b"]
+
+
+def test_strict_false_allows_properties_beyond_the_schema(compiler: GrammarCompiler, smollm2_tokenizer) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    extra = smollm2_tokenizer.encode('{"a": 1, "b": 2}', add_special_tokens=False) + [EOS]
+
+    def accepts(strict: bool) -> bool:
+        spec = response_format_spec({"type": "json_schema", "json_schema": {"name": "s", "schema": schema,
+                                                                            "strict": strict}})
+        state = GrammarState(compiler.compile(spec))
+        return all(state.accept(t) for t in extra)
+
+    assert accepts(strict=False) and not accepts(strict=True)
