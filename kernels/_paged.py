@@ -82,6 +82,20 @@ def gather_slots(
     return torch.where(valid, slots, slots[:, :1]), valid
 
 
+def gather_window_slots(
+    block_tables: torch.Tensor, lens: torch.Tensor, window: int, block_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # Like gather_slots, over the last `window` positions of each sequence only (a sliding-window decode):
+    # -> slots [B, W'] of positions max(len - W, 0) + j, valid [B, W'], with W' = min(window, longest length)
+    width = max(1, min(window, int(lens.max()))) if lens.numel() else 1
+    starts = (lens - window).clamp(min=0)
+    pos = starts[:, None] + torch.arange(width, device=block_tables.device)[None, :]  # [B, W']
+    valid = pos < lens[:, None]
+    block_idx = (pos // block_size).clamp(max=block_tables.shape[1] - 1)
+    slots = block_tables.long().gather(1, block_idx) * block_size + pos % block_size
+    return torch.where(valid, slots, slots[:, :1]), valid
+
+
 def gather_rows(cache: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
     # cache: [num_blocks, block_size, Hk, D], slots: [B, L] -> [B, Hk, L, D] contiguous (one row gather + one copy)
     hk, d = cache.shape[2], cache.shape[3]

@@ -16,7 +16,15 @@ import torch
 
 from kernels import _dispatch
 from kernels._dispatch import Backend
-from kernels._paged import attend, check_attention_options, check_paged_inputs, gather_kv, gather_rows, gather_slots
+from kernels._paged import (
+    attend,
+    check_attention_options,
+    check_paged_inputs,
+    gather_kv,
+    gather_rows,
+    gather_slots,
+    gather_window_slots,
+)
 
 # Keys per tile, and the fewest keys a split is given; chosen for D=128 bf16 (K and V tiles 16 KiB each).
 BLOCK_N = 64
@@ -203,7 +211,10 @@ def _decode_group(
     # q: [B, Hq, D] -> [B, Hq, D]; the G query heads of one KV head are its G "query positions" (GQA, no repeat)
     b, hq, d = q.shape
     hk = k_cache.shape[2]
-    slots, valid = gather_slots(block_tables, lens, max_len, k_cache.shape[1])
+    if sliding_window is not None and max_len > sliding_window:  # read only each sequence's window of keys
+        slots, valid = gather_window_slots(block_tables, lens, sliding_window, k_cache.shape[1])
+    else:
+        slots, valid = gather_slots(block_tables, lens, max_len, k_cache.shape[1])
     k = gather_rows(k_cache, slots)  # [B, Hk, L, D]
     v = gather_rows(v_cache, slots)
     qg = q.view(b, hk, hq // hk, d).to(k.dtype)  # [B, Hk, G, D]
@@ -212,8 +223,6 @@ def _decode_group(
     scores = torch.matmul(qg, k.transpose(-1, -2)).float().mul_(scale)  # [B, Hk, G, L]
     if logits_soft_cap is not None:
         scores = torch.tanh(scores.div_(logits_soft_cap)).mul_(logits_soft_cap)
-    if sliding_window is not None:  # the query sits at lens - 1: keys before lens - W are outside its window
-        valid = valid & (torch.arange(max_len, device=q.device)[None, :] >= (lens - sliding_window)[:, None])
     scores.masked_fill_(~valid[:, None, None, :], float("-inf"))
     o = torch.matmul(scores.softmax(-1).to(v.dtype), v)  # [B, Hk, G, D]
     if empty:  # a sequence with no keys attends to nothing: zeros, like the reference
