@@ -107,7 +107,8 @@ class GrammarCompiler:
         """The request path: waits on the executor (never the event loop) within the compile-time limit."""
         future = self._submit(spec)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+            # shielded: a request that gives up must not cancel a compile other requests (and the cache) wait on
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.timeout_s)
         except TimeoutError:
             raise GrammarError(
                 f"The {spec.param} grammar took longer than {self.timeout_s:.0f} s to compile; simplify it.",
@@ -133,7 +134,7 @@ class GrammarCompiler:
                 done.set_result(hit)
                 return done
             future = self._in_flight.get(key)  # the same schema from concurrent requests compiles once
-            if future is None:
+            if future is None or future.cancelled():
                 future = self._executor.submit(self._compile, spec)
                 self._in_flight[key] = future
             return future

@@ -98,6 +98,9 @@ def test_size_and_time_limits(smollm2_tokenizer: Tokenizer) -> None:
         with pytest.raises(GrammarError) as err:
             asyncio.run(small.compile_async(GrammarSpec("json_object", "")))
         assert err.value.code == "grammar_too_complex" and err.value.param == "response_format"
+        # the compile went on in the background: the next request for the schema gets it from the cache
+        assert small.compile(GrammarSpec("json_object", "")) is small.compile(GrammarSpec("json_object", ""))
+        assert small.stats.num_compiled == 1
     finally:
         small.close()
 
