@@ -201,6 +201,9 @@ def paged_attention_prefill_cpu(
             continue
         table = block_tables[b : b + 1]
         slots, _ = gather_slots(table, seq_lens[b : b + 1].long(), lk, block_size)
+        # A window: keys before the chunk's first query's window are never read (a chunk after a long prefix)
+        k0 = max(0, lk - lq - sliding_window + 1) if sliding_window is not None else 0
+        slots = slots[:, k0:]
         # Each KV head repeated for its G query heads (SDPA's CPU flash kernel has no GQA; with
         # enable_gqa it falls back to the unfused math path, ~4x slower here; so does a 3-d input)
         k = gather_rows(k_cache, slots).repeat_interleave(hq // hk, dim=1)  # [1, Hq, Lk, D]
@@ -212,8 +215,8 @@ def paged_attention_prefill_cpu(
             continue
         # query i sits at absolute position lk - lq + i
         qpos = torch.arange(lk - lq, lk, device=q.device)[:, None]
-        kpos = torch.arange(lk, device=q.device)[None, :]
-        mask = kpos <= qpos  # [Lq, Lk]
+        kpos = torch.arange(k0, lk, device=q.device)[None, :]
+        mask = kpos <= qpos  # [Lq, Lk - k0]
         if sliding_window is not None:
             mask &= kpos > qpos - sliding_window
         if logits_soft_cap is None:
