@@ -1,12 +1,14 @@
 """RMSNorm and fused residual-add + RMSNorm.
 
 Triton: one program per row, the whole row in registers. Bandwidth-bound: rms_norm moves 2·T·H elements,
-add_rms_norm 4·T·H (read x, residual; write out, sum). CPU: the torch reference.
+add_rms_norm 4·T·H (read x, residual; write out, sum). CPU: torch's fused `F.rms_norm` (bit-identical to the
+reference in fp32 and bf16, and one op instead of seven per norm in the decode step).
 """
 
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from kernels import _dispatch
 from kernels._dispatch import Backend
@@ -100,18 +102,42 @@ def add_rms_norm_reference(
     return rms_norm_reference(summed, weight, eps), summed
 
 
+# -- CPU ---------------------------------------------------------------------------------------------------------
+
+
+def rms_norm_cpu(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    if weight.dtype != x.dtype:  # F.rms_norm wants one dtype; the reference upcasts both
+        return rms_norm_reference(x, weight, eps)
+    return F.rms_norm(x, (x.shape[-1],), weight, eps)
+
+
+def add_rms_norm_cpu(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    summed = x + residual  # rounded to x's dtype, as the reference does
+    return rms_norm_cpu(summed, weight, eps), summed
+
+
 # -- dispatch ----------------------------------------------------------------------------------------------------
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    if _dispatch.backend(x) is Backend.TRITON:
-        return rms_norm_triton(x, weight, eps)
-    return rms_norm_reference(x, weight, eps)
+    match _dispatch.backend(x):
+        case Backend.TRITON:
+            return rms_norm_triton(x, weight, eps)
+        case Backend.CPU:
+            return rms_norm_cpu(x, weight, eps)
+        case _:
+            return rms_norm_reference(x, weight, eps)
 
 
 def add_rms_norm(
     x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    if _dispatch.backend(x) is Backend.TRITON:
-        return add_rms_norm_triton(x, residual, weight, eps)
-    return add_rms_norm_reference(x, residual, weight, eps)
+    match _dispatch.backend(x):
+        case Backend.TRITON:
+            return add_rms_norm_triton(x, residual, weight, eps)
+        case Backend.CPU if x.dtype == residual.dtype:
+            return add_rms_norm_cpu(x, residual, weight, eps)
+        case _:
+            return add_rms_norm_reference(x, residual, weight, eps)
