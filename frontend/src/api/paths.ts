@@ -7,6 +7,7 @@ export const PATHS = {
   me: "/api/v1/me", // GET
   account: "/api/v1/account", // GET PATCH
   members: "/api/v1/account/members", // GET POST
+  member: (id: number) => `/api/v1/account/members/${id}`, // PATCH DELETE
   keys: "/api/v1/keys", // GET POST
   keyRevoke: (id: number) => `/api/v1/keys/${id}/revoke`, // POST
   models: "/api/v1/models", // GET

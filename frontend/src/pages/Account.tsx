@@ -4,7 +4,7 @@ import { api, ApiError } from "../api/client";
 import { PATHS } from "../api/paths";
 import type { AccountDetail, Member, RateLimit } from "../api/types";
 import { useAuth } from "../auth";
-import { Async, ErrorText, Field, formatDate, PageHeader, useApi } from "../components/ui";
+import { Async, ConfirmButton, ErrorText, Field, formatDate, PageHeader, useApi } from "../components/ui";
 
 function LimitRow({ label, unit, limit }: { label: string; unit: string; limit: RateLimit }) {
   const used = limit.remaining === null ? null : limit.limit - limit.remaining;
@@ -30,6 +30,30 @@ export function AccountPage() {
   const [email, setEmail] = useState("");
   const [newRole, setNewRole] = useState("member");
   const [addError, setAddError] = useState<ApiError>();
+  const [memberError, setMemberError] = useState<ApiError>();
+  const isOwner = role === "owner";
+  const myEmail = me?.user.email;
+
+  const setRole = async (m: Member, value: string) => {
+    setMemberError(undefined);
+    try {
+      await api(PATHS.member(m.id), { method: "PATCH", json: { role: value } });
+      members.reload();
+      await refresh();
+    } catch (e) {
+      setMemberError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+    }
+  };
+  const remove = async (m: Member) => {
+    setMemberError(undefined);
+    try {
+      await api(PATHS.member(m.id), { method: "DELETE" });
+      members.reload();
+      if (m.email === myEmail) await refresh();
+    } catch (e) {
+      setMemberError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+    }
+  };
 
   const rename = async (event: FormEvent) => {
     event.preventDefault();
@@ -89,16 +113,34 @@ export function AccountPage() {
           {(list) => (
             <div className="table-wrap">
               <table>
-                <thead><tr><th>E-mail</th><th>Role</th><th>Since</th></tr></thead>
+                <thead><tr><th>E-mail</th><th>Role</th><th>Since</th><th><span className="sr-only">Actions</span></th></tr></thead>
                 <tbody>
                   {list.map((m) => (
-                    <tr key={m.id}><td>{m.email}</td><td><span className="badge">{m.role}</span></td><td>{formatDate(m.created_at)}</td></tr>
+                    <tr key={m.id} data-testid={`member-${m.email}`}>
+                      <td>{m.email}</td>
+                      <td>
+                        {isOwner ? (
+                          <select aria-label={`Role of ${m.email}`} value={m.role} onChange={(e) => void setRole(m, e.target.value)}>
+                            <option value="member">member</option><option value="admin">admin</option><option value="owner">owner</option>
+                          </select>
+                        ) : <span className="badge">{m.role}</span>}
+                      </td>
+                      <td>{formatDate(m.created_at)}</td>
+                      <td>
+                        {(canManage || m.email === myEmail) && (
+                          <ConfirmButton label={m.email === myEmail ? "Leave" : "Remove"}
+                            confirm={m.email === myEmail ? "Leave this account?" : `Remove ${m.email}? Their keys here are revoked.`}
+                            onConfirm={() => remove(m)} />
+                        )}
+                      </td>
+                    </tr>
                   ))}
                 </tbody>
               </table>
             </div>
           )}
         </Async>
+        <ErrorText error={memberError} />
         {canManage && (
           <form className="inline-form" onSubmit={add} aria-label="Add a member">
             <Field label="E-mail of someone who has signed up" errors={addError?.fieldErrors.email}>
