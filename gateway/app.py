@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["authorization", "content-type", "x-request-id"],
-            expose_headers=["x-request-id", "x-hearth-cost", "retry-after", *_RATE_LIMIT_HEADERS],
+            expose_headers=["x-request-id", "x-hearth-cost", "x-hearth-variant", "retry-after", *_RATE_LIMIT_HEADERS],
             max_age=600,
         )
     app.include_router(inference.router)

@@ -31,12 +31,16 @@ from gateway.metering import UsageEvent, utc_now_iso
 from gateway.proxy import RelayState, Usage, relay_sse
 from gateway.ratelimit import Admission
 from gateway.registry import WorkerInfo
+from gateway.routes import RoutedModel
 from gateway.routing import candidates
 from gateway.schemas import InferenceRequest
 from gateway.services import Services
 from gateway.upstream_http import UpstreamResponse
 
 log = logging.getLogger("hearth.gateway.lifecycle")
+
+
+VARIANT_HEADER = "x-hearth-variant"  # which variant of a route served the request (public model name)
 
 
 class _StreamStarts:
@@ -71,6 +75,7 @@ class InferenceCall:
         self._path = path
         self._request_id = request_id
         self._entry: ModelEntry | None = None
+        self._routed: RoutedModel | None = None  # the request named one of the account's routes
         self._prices: Prices | None = None
         self._completion_limit: int | None = None  # per choice, from max_cost (gateway/budget.py)
         self._admission: Admission | None = None
@@ -87,14 +92,15 @@ class InferenceCall:
             await life.aclose()
             return first
         assert self._admission is not None
-        headers = {**self._admission.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
+        headers = {**self._admission.headers, **self._variant_header(), "cache-control": "no-cache",
+                   "x-accel-buffering": "no"}
         return RelayResponse(cast(AsyncIterator[bytes], life), life.aclose, media_type="text/event-stream",
                              headers=headers)
 
     async def _life(self) -> AsyncGenerator[Response | _StreamStarts | bytes, None]:
         services, body = self._services, self._body
         body.check_extras()
-        entry = self._entry = await services.catalog.resolve(self._key, body.model)
+        entry = self._entry = await self._resolve(body.model)
         await services.billing.check(self._key.account_id)  # over the spend limit: 429 insufficient_quota
         self._prices = await self._prices_of(entry)
         check_model_kind(entry, body, self._path)
@@ -120,6 +126,24 @@ class InferenceCall:
             self._settle()
             if self._worker is not None and self._response is not None:
                 await services.upstream.finish(self._worker, self._response)
+
+    async def _resolve(self, name: str) -> ModelEntry:
+        """A catalog model or own adapter, else one of the account's routes (its variant picked here)."""
+        try:
+            return await self._services.catalog.resolve(self._key, name)
+        except ModelNotFound:
+            if not name.startswith(f"accounts/{self._key.account_slug}/models/"):
+                raise
+            user = (self._body.model_extra or {}).get("user")
+            routed = await self._services.routes.resolve(self._key.account_id, name,
+                                                         user if isinstance(user, str) and user else None)
+            if routed is None:
+                raise
+            self._routed = routed
+            return routed.entry
+
+    def _variant_header(self) -> dict[str, str]:
+        return {VARIANT_HEADER: self._routed.variant_name} if self._routed is not None else {}
 
     async def _budget_limit(self, entry: ModelEntry) -> int | None:
         """Each choice's completion cap under the request's max_cost; None without one (or on a free model)."""
@@ -170,7 +194,7 @@ class InferenceCall:
         self._relay.status = "finished"
         data["model"] = self._body.model
         assert self._admission is not None
-        headers = self._admission.headers
+        headers = {**self._admission.headers, **self._variant_header()}
         cost = self._cost(usage)
         if cost is not None and isinstance(data.get("usage"), dict):
             data["usage"]["cost"] = cost
@@ -189,6 +213,9 @@ class InferenceCall:
                 model_id=entry.base_model_id, adapter_id=entry.adapter_id, prompt_tokens=usage.prompt_tokens,
                 cached_prompt_tokens=usage.cached_prompt_tokens, completion_tokens=usage.completion_tokens,
                 started_at=self._started_at, finished_at=utc_now_iso(), status=self._relay.status,
+                route_id=self._routed.route_id if self._routed else None,
+                variant_id=self._routed.variant_id if self._routed else None,
+                first_token_at=self._relay.first_content_at,
             ))
         self._services.limiter.settle(self._key, self._admission, usage.prompt_tokens + usage.completion_tokens)
 

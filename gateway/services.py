@@ -17,6 +17,7 @@ from gateway.metering import Metering
 from gateway.proxy import Upstream
 from gateway.ratelimit import RateLimiter
 from gateway.registry import Registry
+from gateway.routes import RouteTable
 from gateway.settings import Settings
 from gateway.supervisor import Supervisor
 
@@ -30,6 +31,7 @@ class Services:
     redis: aioredis.Redis
     auth: Authenticator
     catalog: Catalog
+    routes: RouteTable
     limiter: RateLimiter
     registry: Registry
     upstream: Upstream
@@ -45,6 +47,8 @@ class Services:
         start = self.supervisor.start
         start("revocations", lambda: self.auth.listen_revocations(self.redis))
         start("adapter-deletions", lambda: self.catalog.listen_deletions(self.redis))
+        start("route-changes", lambda: self.routes.listen_changes(self.redis))
+        start("route-adapter-deletions", lambda: self.routes.listen_adapter_deletions(self.redis))
         start("registry", self.registry.run)
         start("usage-writer", self.metering.run_writer)
         start("usage-replayer", self.metering.run_replayer)
@@ -85,6 +89,7 @@ def build_services(settings: Settings) -> Services:
                            max_entries=settings.key_cache_max_entries, stale_s=settings.stale_serve_s),
         catalog=Catalog(db, ttl_s=settings.catalog_ttl_s, miss_refresh_s=settings.adapter_miss_refresh_s,
                         stale_s=settings.stale_serve_s),
+        routes=RouteTable(db, ttl_s=settings.catalog_ttl_s),
         limiter=RateLimiter(client, default_rpm=settings.default_rpm_limit, default_tpm=settings.default_tpm_limit,
                             key_rpm=settings.key_rpm_limit, key_tpm=settings.key_tpm_limit),
         registry=registry,

@@ -29,7 +29,9 @@ async def _described(services: Services, entries: list[ModelEntry]) -> list[dict
 @router.get("/models")
 async def list_models(key: CurrentKey, services: ServicesDep) -> dict[str, object]:
     entries = await services.catalog.models_for(key)
-    return {"object": "list", "data": await _described(services, entries)}
+    routes = [{"id": r.public_name, "object": "model", "created": r.created, "owned_by": r.owned_by, "route": True}
+              for r in await services.routes.routes_for(key.account_id)]
+    return {"object": "list", "data": [*await _described(services, entries), *routes]}
 
 
 # Public names contain slashes (accounts/hearth/models/x), hence the path converter.
