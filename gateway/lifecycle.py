@@ -26,7 +26,7 @@ from gateway.billing_guard import COST_HEADER, request_cost
 from gateway.budget import MAX_COST_HEADER, Budget, parse_max_cost
 from gateway.db import KeyRecord, ModelEntry
 from gateway.embeddings import EmbeddingRequest, check_model_kind
-from gateway.errors import NoCapacity, ServiceUnavailable, UpstreamFailed
+from gateway.errors import ModelNotFound, NoCapacity, ServiceUnavailable, UpstreamFailed
 from gateway.metering import UsageEvent, utc_now_iso
 from gateway.proxy import RelayState, Usage, relay_sse
 from gateway.ratelimit import Admission
