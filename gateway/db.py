@@ -6,6 +6,7 @@ Column names are pinned in docs/contracts.md; tests/gateway/test_gateway_db.py r
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
@@ -15,7 +16,7 @@ from contracts.model_kinds import MODEL_KIND_CHAT
 
 KEY_SQL = """
 SELECT k.id, k.account_id, k.expires_at, k.revoked_at, a.slug, a.status, a.rpm_limit, a.tpm_limit, k.scopes,
-       k.rpm_limit, k.tpm_limit
+       k.rpm_limit, k.tpm_limit, k.max_cost_per_request
 FROM keys_apikey k JOIN accounts_account a ON a.id = k.account_id
 WHERE k.hashed_key = %s
 """
@@ -51,6 +52,7 @@ class KeyRecord:
     scopes: tuple[str, ...] = (SCOPE_INFERENCE,)  # contracts.API_KEY_SCOPES
     key_rpm_limit: int | None = None  # the key's own limits (keys_apikey), at most the account's
     key_tpm_limit: int | None = None
+    max_cost_per_request: Decimal | None = None  # the key's default budget cap (gateway/budget.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +98,9 @@ class Database:
         rows = await self.fetch(KEY_SQL, (hashed_key,))
         if not rows:
             return None
-        key_id, account_id, expires_at, revoked_at, slug, status, rpm, tpm, scopes, key_rpm, key_tpm = rows[0]
+        key_id, account_id, expires_at, revoked_at, slug, status, rpm, tpm, scopes, key_rpm, key_tpm, max_cost = rows[0]
         return KeyRecord(key_id, account_id, slug, status, rpm, tpm, expires_at, revoked_at, tuple(scopes), key_rpm,
-                         key_tpm)
+                         key_tpm, max_cost)
 
     async def base_models(self) -> list[ModelEntry]:
         rows = await self.fetch(BASE_MODELS_SQL)

@@ -155,6 +155,8 @@ class InferenceCall:
         else:
             max_cost = parse_max_cost(self._max_cost_header, source=MAX_COST_HEADER)
         if max_cost is None:
+            max_cost = self._key.max_cost_per_request  # the key's default cap, when the request sets none
+        if max_cost is None:
             return None
         prices = await self._services.prices.prices(entry.base_model_id)  # no stale fallback: 503 if unreadable
         if prices is None:

@@ -35,6 +35,8 @@ class ApiKey(TenantOwnedModel):
     # Per-key limits, at most the account's (null: the account's limits only); the gateway's key buckets enforce them.
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    # USD a request made with this key may cost when it sets no max_cost itself (gateway/budget.py); null: no cap.
+    max_cost_per_request = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
 
     class Meta(TenantOwnedModel.Meta):
         db_table = "keys_apikey"

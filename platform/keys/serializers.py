@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from rest_framework import serializers
 
 from contracts import API_KEY_SCOPES, SCOPE_INFERENCE
@@ -17,7 +19,8 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "masked", "scopes", "created_by", "rpm_limit", "tpm_limit", "created_at",
+        fields = ["id", "name", "masked", "scopes", "created_by", "rpm_limit", "tpm_limit", "max_cost_per_request",
+                  "created_at",
                   "last_used_at", "expires_at", "revoked_at", "is_active"]
         read_only_fields = fields
 
@@ -39,6 +42,10 @@ class ApiKeyCreateSerializer(serializers.Serializer):
                                          help_text="Requests per minute for this key (at most the account's).")
     tpm_limit = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
                                          help_text="Tokens per minute for this key (at most the account's).")
+    max_cost_per_request = serializers.DecimalField(
+        max_digits=12, decimal_places=6, required=False, allow_null=True, default=None,
+        min_value=Decimal("0.000001"), help_text="USD a request with this key may cost when it sets no max_cost "
+        "itself (the gateway lowers its completion limit to fit; a prompt alone over it is refused).")
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):

@@ -5,6 +5,7 @@ import secrets
 import string
 from collections.abc import Iterable
 from datetime import datetime
+from decimal import Decimal
 
 import redis
 from django.db import transaction
@@ -56,6 +57,7 @@ def _check_key_limits(account: Account, rpm_limit: int | None, tpm_limit: int | 
 def api_key_create(
     *, account: Account, name: str, expires_at: datetime | None = None, scopes: Iterable[str] | None = None,
     created_by: User | None = None, rpm_limit: int | None = None, tpm_limit: int | None = None,
+    max_cost_per_request: Decimal | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key (default scope: inference only); returns it with its secret, which is never stored and can't be
     shown again. `created_by`: the person who asked for it (a member manages only their own keys). `rpm_limit` /
@@ -74,6 +76,7 @@ def api_key_create(
     key = ApiKey(
         account=account, name=name, hashed_key=api_key_hash(secret), prefix=body[:8], last4=body[-4:],
         expires_at=expires_at, scopes=chosen_scopes, created_by=created_by, rpm_limit=rpm_limit, tpm_limit=tpm_limit,
+        max_cost_per_request=max_cost_per_request,
     )
     key.save(force_insert=True)
     log.info("api key %s created for account %s", key.pk, account.pk)

@@ -160,3 +160,25 @@ def test_a_prompt_over_budget_is_400_and_a_cancelled_stream_stays_within(priced)
             if line.startswith("data: {") and '"content":"' in line and '"content":""' not in line:
                 break  # one token in, then the client hangs up
     assert _event_cost(prices, request_id) <= max_cost
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_keys_default_cap_applies_when_the_request_sets_none(priced):
+    from accounts.models import Account
+    from keys.services import api_key_create
+
+    gateway, _secret, prices = priced
+    body = ChatCompletionRequest(model=PUBLIC, messages=MESSAGES)
+    cap = _budget_for(prices, body, 4).quantize(Decimal("0.000001"), rounding="ROUND_FLOOR")  # the column's 6 places
+    account = Account.objects.create(slug=f"capped-{os.getpid()}", name="Capped")
+    key, secret = api_key_create(account=account, name="capped", max_cost_per_request=cap)
+    assert key.max_cost_per_request == cap
+    client = sdk(gateway.url, secret)
+
+    capped = client.chat.completions.create(model=PUBLIC, messages=MESSAGES, max_tokens=200)
+    assert capped.choices[0].finish_reason == "length" and 1 <= capped.usage.completion_tokens <= 4
+    assert Decimal(capped.usage.cost) <= cap
+    # The request's own max_cost wins over the key's default
+    own = client.chat.completions.create(model=PUBLIC, messages=MESSAGES, max_tokens=8, extra_body={"max_cost": "1"})
+    assert own.usage.completion_tokens == 8

@@ -204,3 +204,17 @@ def test_expiry_and_per_key_limits_at_creation_are_listed(logged_in):
     assert client.post("/api/v1/keys", {"name": "x", "tpm_limit": 0}, format="json").status_code == 400
     past = client.post("/api/v1/keys", {"name": "x", "expires_at": "2020-01-01T00:00:00Z"}, format="json")
     assert past.status_code == 400 and "future" in past.json()["expires_at"][0]
+
+
+def test_a_per_request_budget_cap_is_set_at_creation_and_listed(logged_in):
+    # max_cost_per_request (#19): the gateway applies it to a request that sets no max_cost itself
+    client = logged_in()
+    created = client.post("/api/v1/keys", {"name": "capped", "max_cost_per_request": "0.0025"}, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["max_cost_per_request"] == "0.002500"
+    listed = {k["id"]: k for k in client.get("/api/v1/keys").json()}[created.json()["id"]]
+    assert listed["max_cost_per_request"] == "0.002500"
+    assert client.post("/api/v1/keys", {"name": "plain"}, format="json").json()["max_cost_per_request"] is None
+    for bad in ("0", "-1", "abc", "0.0000001"):
+        response = client.post("/api/v1/keys", {"name": "x", "max_cost_per_request": bad}, format="json")
+        assert response.status_code == 400 and "max_cost_per_request" in response.json(), (bad, response.content)
