@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway.body_limit import BodyLimitMiddleware
+from gateway.budget import MAX_COST_HEADER
 from gateway.errors import install_error_handlers
 from gateway.middleware import RequestIdMiddleware
 from gateway.routers import health, inference, metrics, models
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "x-request-id"],
+            allow_headers=["authorization", "content-type", "x-request-id", MAX_COST_HEADER],
             expose_headers=["x-request-id", "x-hearth-cost", "x-hearth-variant", "retry-after", *_RATE_LIMIT_HEADERS],
             max_age=600,
         )
