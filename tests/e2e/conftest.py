@@ -36,6 +36,7 @@ import httpx
 import pytest
 import redis
 
+from contracts import WORKERS_SET, worker_key
 from gateway.settings import Settings
 from tests.gateway.conftest import (
     REPO_ROOT,
@@ -177,8 +178,8 @@ def wait_for_worker(gateway_url: str, worker: Worker, timeout: float = 30.0) -> 
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            if client.exists(f"hearth:worker:{worker.worker_id}"):
-                live = sum(1 for w in client.smembers("hearth:workers") if client.exists(b"hearth:worker:" + w))
+            if client.exists(worker_key(worker.worker_id)):
+                live = sum(1 for w in client.smembers(WORKERS_SET) if client.exists(worker_key(w.decode())))
                 if httpx.get(f"{gateway_url}/health", timeout=2).json()["workers"] >= live:
                     return
             time.sleep(0.1)

@@ -20,6 +20,7 @@ from rest_framework.test import APIClient
 from billing.events import parse_event
 from billing.ledger import write_batch
 from billing.pricing import Prices, cost_usd
+from contracts import WORKERS_SET, worker_key
 from tests.e2e.conftest import SMOLLM2, SMOLLM2_CONFIG, GatewayProcess, Worker, wait_for_worker
 from tests.gateway.conftest import wait_usage
 from tests.gateway.gateway_testlib import sdk
@@ -65,7 +66,7 @@ def _holders(uid: str) -> list[str]:
     """Workers whose registry entry (what gateways route by) lists the adapter as resident."""
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     try:
-        entries = [client.get(b"hearth:worker:" + w) for w in client.smembers("hearth:workers")]
+        entries = [client.get(worker_key(w.decode())) for w in client.smembers(WORKERS_SET)]
     finally:
         client.close()
     return sorted(e["worker_id"] for e in map(json.loads, filter(None, entries)) if uid in e["resident_adapters"])
