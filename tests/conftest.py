@@ -7,6 +7,10 @@ import pytest
 # Triton kernels run in the interpreter on this CPU machine; this must be set before any kernel module is imported.
 if os.environ.get("HEARTH_GPU_TESTS") != "1":
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# ...and triton imported before anything imports `kernels`: the ops define their Triton kernels only when triton is
+# already loaded (kernels/_dispatch.py TRITON), and in a whole-suite run other test folders import `kernels` (through
+# workers/) long before tests/kernels/conftest.py would.
+import triton  # noqa: E402, F401
 
 
 def _find_smollm2() -> Path | None:
