@@ -26,7 +26,8 @@ export function AdaptersPage() {
   const fileInput = useRef<HTMLInputElement>(null);
 
   useEffect(() => {
-    if (!base && models.data?.[0]) setBase(models.data[0].slug);
+    const firstChat = chatModels(models.data)[0];  // LoRA adapters go on chat models, not embedding models
+    if (!base && firstChat) setBase(firstChat.slug);
   }, [base, models.data]);
   useEffect(() => () => xhr.current?.abort(), []);
 
@@ -130,7 +131,7 @@ export function AdaptersPage() {
           <Field label="Base model" errors={fe.base_model}>
             {({ id, describedBy }) => (
               <select id={id} value={base} aria-describedby={describedBy} onChange={(e) => setBase(e.target.value)}>
-                {(models.data ?? []).map((m) => <option key={m.slug} value={m.slug}>{m.display_name}</option>)}
+                {chatModels(models.data).map((m) => <option key={m.slug} value={m.slug}>{m.display_name}</option>)}
               </select>
             )}
           </Field>
@@ -191,4 +192,8 @@ export function AdaptersPage() {
       </Async>
     </>
   );
+}
+
+function chatModels(models: BaseModel[] | null | undefined): BaseModel[] {
+  return (models ?? []).filter((m) => m.kind === "chat");
 }

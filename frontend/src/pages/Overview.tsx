@@ -56,7 +56,8 @@ export function OverviewPage() {
                 label="Python (pip install openai)"
                 code={pythonSnippet({
                   baseUrl: c.gateway_url,
-                  model: models.data?.[0]?.public_name ?? "accounts/hearth/models/<model>",
+                  // the snippet is a chat completion: name a chat model, not the embedding model sorted first
+                  model: models.data?.find((m) => m.kind === "chat")?.public_name ?? "accounts/hearth/models/<model>",
                 })}
               />
             </>
