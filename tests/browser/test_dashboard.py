@@ -401,6 +401,19 @@ def test_key_expiry_scope_limits_and_team_management(stack, browser, screenshots
     assert app_only != secret
     assert httpx.get(stack.url + "/api/v1/account", headers={"Authorization": f"Bearer {app_only}"}
                      ).status_code == 403  # inference keys call models, not the control plane
+    # #19: a key's default budget per request, set here, holds at the gateway when a request names no max_cost.
+    page.get_by_label("New key name").fill("capped")
+    page.get_by_label("Budget per request (USD)").fill("0.0001")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_test_id("new-secret")).to_contain_text("capped")
+    capped = page.get_by_test_id("secret").inner_text()
+    expect(page.locator("tr", has_text="capped")).to_contain_text("$0.0001 a request")
+    sdk = openai.OpenAI(base_url=stack.gateway, api_key=capped, max_retries=0, timeout=120)
+    with pytest.raises(openai.BadRequestError) as refused:  # the prompt alone could cost more than the cap
+        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "word " * 2000}])
+    assert refused.value.code == "budget_exceeded" and refused.value.param == "max_cost"
+    ok = sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    assert Decimal(ok.usage.model_extra["cost"]) <= Decimal("0.0001")
     _no_sideways_scroll(page, "/keys at 1280 px")
     _shot(page, screenshots, "keys-options")
 

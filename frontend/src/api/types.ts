@@ -15,7 +15,7 @@ export interface LoginResult { user: User; csrf_token: string }
 export interface Member { id: number; email: string; role: string; created_at: string }
 export interface ApiKey {
   id: number; name: string; masked: string; scopes: ("inference" | "management")[]; created_by: string | null;
-  rpm_limit: number | null; tpm_limit: number | null; created_at: string; last_used_at: string | null; expires_at: string | null; revoked_at: string | null;
+  rpm_limit: number | null; tpm_limit: number | null; max_cost_per_request: string | null; created_at: string; last_used_at: string | null; expires_at: string | null; revoked_at: string | null;
   is_active: boolean;
 }
 export interface ApiKeyCreated extends ApiKey { secret: string }

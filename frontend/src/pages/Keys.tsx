@@ -3,6 +3,7 @@ import { type FormEvent, useState } from "react";
 import { api, ApiError } from "../api/client";
 import { PATHS } from "../api/paths";
 import type { ApiKey, ApiKeyCreated } from "../api/types";
+import { formatUsd } from "../lib/money";
 import { Async, ConfirmButton, CopyButton, ErrorText, Field, formatDate, PageHeader, useApi } from "../components/ui";
 
 function status(key: ApiKey): string {
@@ -16,6 +17,7 @@ const EXPIRY_DAYS = [["", "never"], ["1", "in 1 day"], ["7", "in 7 days"], ["30"
 function limits(key: ApiKey): string {
   const parts = [key.rpm_limit ? `${key.rpm_limit.toLocaleString("en-US")} RPM` : "",
     key.tpm_limit ? `${key.tpm_limit.toLocaleString("en-US")} TPM` : ""].filter(Boolean);
+  if (key.max_cost_per_request) parts.push(`≤ ${formatUsd(key.max_cost_per_request)} a request`);
   return parts.length ? parts.join(" · ") : "account's";
 }
 
@@ -26,6 +28,7 @@ export function KeysPage() {
   const [management, setManagement] = useState(false);
   const [rpm, setRpm] = useState("");
   const [tpm, setTpm] = useState("");
+  const [budget, setBudget] = useState("");
   const [created, setCreated] = useState<ApiKeyCreated>();
   const [error, setError] = useState<ApiError>();
   const [busy, setBusy] = useState(false);
@@ -40,12 +43,14 @@ export function KeysPage() {
       if (expiresIn) body.expires_at = new Date(Date.now() + Number(expiresIn) * 86_400_000).toISOString();
       if (rpm) body.rpm_limit = Number.parseInt(rpm, 10);
       if (tpm) body.tpm_limit = Number.parseInt(tpm, 10);
+      if (budget) body.max_cost_per_request = budget;
       setCreated(await api<ApiKeyCreated>(PATHS.keys, { method: "POST", json: body }));
       setName("");  // the next key starts from the defaults again: no expiry, inference only, the account's limits
       setExpiresIn("");
       setManagement(false);
       setRpm("");
       setTpm("");
+      setBudget("");
       keys.reload();
     } catch (e) {
       setError(e instanceof ApiError ? e : new ApiError(String(e), 0));
@@ -91,6 +96,13 @@ export function KeysPage() {
               onChange={(e) => setTpm(e.target.value)} />
           )}
         </Field>
+        <Field label="Budget per request (USD)" errors={error?.fieldErrors.max_cost_per_request}
+          hint="Empty: none. Applies when a request sets no max_cost.">
+          {({ id, describedBy, invalid }) => (
+            <input id={id} inputMode="decimal" size={10} value={budget} aria-invalid={invalid} aria-describedby={describedBy}
+              placeholder="e.g. 0.01" onChange={(e) => setBudget(e.target.value)} />
+          )}
+        </Field>
         <div className="field">
           <label className="check">
             <input type="checkbox" checked={management} onChange={(e) => setManagement(e.target.checked)} />{" "}
@@ -100,6 +112,7 @@ export function KeysPage() {
         </div>
         <button type="submit" className="primary" disabled={busy}>{busy ? "Creating…" : "Create key"}</button>
         {error && !error.fieldErrors.name && !error.fieldErrors.rpm_limit && !error.fieldErrors.tpm_limit &&
+          !error.fieldErrors.max_cost_per_request &&
           <ErrorText error={error} />}
       </form>
       {created && (
