@@ -27,7 +27,7 @@ class EngineConfig:
     seed: int = 0  # seeds the sampler of requests without their own seed
     # Speculative decoding (workers/engine/drafting.py): a decode step may verify up to this many draft tokens of a
     # sequence (its `prediction`, or prompt lookup when ngram_speculation); 0 turns speculation off.
-    num_speculative_tokens: int = 16
+    num_speculative_tokens: int = 32
     ngram_speculation: bool = True
     # Prompt lookup drafts only while at most this many sequences decode: a large batch is compute-bound, where a
     # kept draft token costs what decoding it later would and a rejected one is waste (predictions always draft).

@@ -19,6 +19,7 @@ _LOCAL_SYNC_NGRAM, _LOCAL_REACH = 2, 24  # ... or this many, found at most this 
 _LOOKUP_NGRAMS = (3, 2)  # prompt lookup: longest n-gram first; a 1-gram match proposes mostly noise
 _MIN_RATE = 0.3  # prompt lookup pauses when fewer of its draft tokens than this are kept (EMA)
 _COOLDOWN_STEPS = 16  # ... for this many decode steps, doubling each time it is paused again
+_NGRAM_MAX_K = 8  # prompt lookup's continuations are short: longer drafts are mostly rejected
 
 
 class PredictionDraft:
@@ -135,7 +136,7 @@ class SpecState:
             if self.cooldown > 0:
                 self.cooldown -= 1
             else:
-                self.draft = self.ngram.propose(token_ids, min(k, self.max_k))
+                self.draft = self.ngram.propose(token_ids, min(k, _NGRAM_MAX_K))
                 self.source = NGRAM
         if not self.draft:
             self.source = None
@@ -157,8 +158,10 @@ class SpecState:
                 self.cooldown = _COOLDOWN_STEPS << min(self.pauses, 6)
                 self.pauses += 1
                 self.rate = _MIN_RATE + 0.2  # one more chance after the pause
-        # all kept: try longer drafts; a rejection: the next draft is as long as what was kept, plus one
-        self.k = min(self.max_k, 2 * self.k) if num_kept == k else max(1, num_kept + 1)
+        # all kept: try longer drafts; a rejection: the next draft is as long as what was kept, plus one (a prediction
+        # at least 4: past an edit it usually resumes)
+        floor = 4 if self.source == PREDICTION else 1
+        self.k = min(self.max_k, 2 * self.k) if num_kept == k else min(self.max_k, max(floor, num_kept + 1))
         self.draft, self.source = [], None
 
     def drop(self) -> None:
