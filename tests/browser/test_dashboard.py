@@ -150,7 +150,7 @@ def test_customer_journey(stack, browser, screenshots, peft_adapter):  # noqa: A
 
     _eventually(usage_shown, 60, "the usage page to show both requests")
     expect(page.get_by_test_id("usage-requests")).to_have_text(str(num_requests))
-    expect(page.get_by_text(EMBEDDING_MODEL).first).to_be_visible()  # the by-model breakdown lists it
+    expect(page.get_by_role("cell", name=EMBEDDING_MODEL, exact=True).first).to_be_visible()  # by-model breakdown
     api_total = page.request.get(stack.url + "/api/v1/usage").json()["total"]
     assert Decimal(api_total["cost_usd"]) == expected_cost
     expect(page.get_by_test_id("usage-cost")).not_to_have_text("$0.00")
