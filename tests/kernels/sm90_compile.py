@@ -25,6 +25,9 @@ decode, prefill, rms_norm, rotary, sampling, silu, store = (
 )  # fmt: skip
 BF16_ATTN = {"q_ptr": "*bf16", "kc_ptr": "*bf16", "vc_ptr": "*bf16", "out_ptr": "*bf16", "seq_lens_ptr": "*i32",
              "bt_ptr": "*i32", "cu_ptr": "*i32", "part_out_ptr": "*fp32", "part_lse_ptr": "*fp32"}  # fmt: skip
+# Attention without the window / soft-cap options, as the wrappers launch it for Llama-family models (the options
+# are constexprs: an unset one would compile as a runtime int and take both branches).
+PLAIN = {"WINDOW": False, "SOFT_CAP": False}
 F32_ATTN = {**BF16_ATTN, "q_ptr": "*fp32", "kc_ptr": "*fp32", "vc_ptr": "*fp32", "out_ptr": "*fp32"}
 # the configurations the wrappers launch (launch_config / num_warps_for there):
 # (name, jit function, pointer argument types, constexprs, num_warps, num_stages)
@@ -35,31 +38,37 @@ CONFIGS = [
      {"BLOCK_HQ": 32, "BLOCK_HK": 8, "BLOCK_HALF": 64}, 4, 3),
     ("store_kvcache 8x128", store._store_kvcache_kernel, {"slot_ptr": "*i64"}, {"BLOCK_H": 8, "BLOCK_D": 128}, 4, 3),
     ("decode GQA4 x128 split", decode._paged_attention_decode_kernel, BF16_ATTN,
-     {"GROUP_PAD": 16, "BLOCK_N": 64, "BLOCK_D": 128, "SPLIT": True, "UPCAST": False, "IEEE": False}, 4, 2),
+     {"GROUP_PAD": 16, "BLOCK_N": 64, "BLOCK_D": 128, "SPLIT": True, "UPCAST": False, "IEEE": False, **PLAIN}, 4, 2),
     ("decode GQA3 x64", decode._paged_attention_decode_kernel, BF16_ATTN,
-     {"GROUP_PAD": 16, "BLOCK_N": 64, "BLOCK_D": 64, "SPLIT": False, "UPCAST": False, "IEEE": False}, 4, 2),
+     {"GROUP_PAD": 16, "BLOCK_N": 64, "BLOCK_D": 64, "SPLIT": False, "UPCAST": False, "IEEE": False, **PLAIN}, 4, 2),
     ("decode fp32 ieee", decode._paged_attention_decode_kernel, F32_ATTN,
-     {"GROUP_PAD": 16, "BLOCK_N": 64, "BLOCK_D": 128, "SPLIT": False, "UPCAST": False, "IEEE": True}, 8, 2),
+     {"GROUP_PAD": 16, "BLOCK_N": 64, "BLOCK_D": 128, "SPLIT": False, "UPCAST": False, "IEEE": True, **PLAIN}, 8, 2),
     ("combine splits", decode._combine_splits_kernel, BF16_ATTN, {"SPLIT_PAD": 8, "BLOCK_D": 128}, 4, 3),
     ("prefill GQA4 x128", prefill._paged_attention_prefill_kernel, BF16_ATTN,
-     {"GROUP_PAD": 4, "BLOCK_Q": 16, "BLOCK_N": 64, "BLOCK_D": 128, "UPCAST": False, "IEEE": False}, 8, 3),
+     {"GROUP_PAD": 4, "BLOCK_Q": 16, "BLOCK_N": 64, "BLOCK_D": 128, "UPCAST": False, "IEEE": False, **PLAIN}, 8, 3),
     ("prefill GQA8 x128", prefill._paged_attention_prefill_kernel, BF16_ATTN,
-     {"GROUP_PAD": 8, "BLOCK_Q": 8, "BLOCK_N": 64, "BLOCK_D": 128, "UPCAST": False, "IEEE": False}, 8, 3),
+     {"GROUP_PAD": 8, "BLOCK_Q": 8, "BLOCK_N": 64, "BLOCK_D": 128, "UPCAST": False, "IEEE": False, **PLAIN}, 8, 3),
     ("prefill MHA x128", prefill._paged_attention_prefill_kernel, BF16_ATTN,
-     {"GROUP_PAD": 1, "BLOCK_Q": 64, "BLOCK_N": 64, "BLOCK_D": 128, "UPCAST": False, "IEEE": False}, 8, 3),
+     {"GROUP_PAD": 1, "BLOCK_Q": 64, "BLOCK_N": 64, "BLOCK_D": 128, "UPCAST": False, "IEEE": False, **PLAIN}, 8, 3),
     ("prefill MHA x64", prefill._paged_attention_prefill_kernel, BF16_ATTN,
-     {"GROUP_PAD": 1, "BLOCK_Q": 64, "BLOCK_N": 64, "BLOCK_D": 64, "UPCAST": False, "IEEE": False}, 4, 2),
+     {"GROUP_PAD": 1, "BLOCK_Q": 64, "BLOCK_N": 64, "BLOCK_D": 64, "UPCAST": False, "IEEE": False, **PLAIN}, 4, 2),
+    ("prefill GQA2 x128 window softcap", prefill._paged_attention_prefill_kernel, BF16_ATTN,
+     {"GROUP_PAD": 2, "BLOCK_Q": 32, "BLOCK_N": 64, "BLOCK_D": 128, "UPCAST": False, "IEEE": False, "WINDOW": True,
+      "SOFT_CAP": True}, 8, 3),
+    ("decode GQA2 x128 window softcap", decode._paged_attention_decode_kernel, BF16_ATTN,
+     {"GROUP_PAD": 16, "BLOCK_N": 64, "BLOCK_D": 128, "SPLIT": True, "UPCAST": False, "IEEE": False, "WINDOW": True,
+      "SOFT_CAP": True}, 4, 2),
     # fp32 (IEEE dots, launch_config's 64×32 tiles, 8 warps). Its former 32×32 tiles crashed Triton 3.6 on an H200;
     # Triton 3.9 here compiled them, so this entry would not have caught that (it checks the config compiles).
     ("prefill fp32 ieee GQA4 x128", prefill._paged_attention_prefill_kernel, F32_ATTN,
-     {"GROUP_PAD": 4, "BLOCK_Q": 16, "BLOCK_N": 32, "BLOCK_D": 128, "UPCAST": False, "IEEE": True}, 8, 2),
+     {"GROUP_PAD": 4, "BLOCK_Q": 16, "BLOCK_N": 32, "BLOCK_D": 128, "UPCAST": False, "IEEE": True, **PLAIN}, 8, 2),
     ("prefill fp32 ieee MHA x64", prefill._paged_attention_prefill_kernel, F32_ATTN,
-     {"GROUP_PAD": 1, "BLOCK_Q": 64, "BLOCK_N": 32, "BLOCK_D": 64, "UPCAST": False, "IEEE": True}, 8, 2),
+     {"GROUP_PAD": 1, "BLOCK_Q": 64, "BLOCK_N": 32, "BLOCK_D": 64, "UPCAST": False, "IEEE": True, **PLAIN}, 8, 2),
     ("top_k_top_p_min_p", sampling._top_k_top_p_min_p_kernel,
      {"logits_ptr": "*fp32", "out_ptr": "*fp32", "top_k_ptr": "*i64", "top_p_ptr": "*fp32", "min_p_ptr": "*fp32",
       "log_min_p_ptr": "*fp32"}, {"BLOCK": 2048}, 8, 3),
 ]  # fmt: skip
-FLOATS = {"eps", "scale_log2"}
+FLOATS = {"eps", "scale_log2", "soft_cap_log2"}
 
 
 def _signature(fn: object, types: dict[str, str], constexprs: dict[str, object]) -> dict[str, str]:

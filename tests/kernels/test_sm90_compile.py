@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 NAMES = ["add_rms_norm 4096", "silu_and_mul", "rotary 32/8x128", "store_kvcache 8x128", "decode GQA4 x128 split",
          "decode GQA3 x64", "decode fp32 ieee", "combine splits", "prefill GQA4 x128", "prefill GQA8 x128",
          "prefill MHA x128", "prefill MHA x64", "prefill fp32 ieee GQA4 x128", "prefill fp32 ieee MHA x64",
-         "top_k_top_p_min_p"]  # fmt: skip
+         "top_k_top_p_min_p", "prefill GQA2 x128 window softcap", "decode GQA2 x128 window softcap"]  # fmt: skip
 # fp32 prefill is a debugging path (IEEE dots on FMA units): it must compile; at D=128 it spills (~1 KB here)
 MAY_SPILL = {"prefill fp32 ieee GQA4 x128"}
 

@@ -74,6 +74,11 @@ async def test_cancelled_caller_is_skipped():
         kept = asyncio.create_task(b.embed([[3] * 7]))
         await asyncio.sleep(0.05)
         gone.cancel()
+        # let the cancellation reach the batcher's futures (wrap_future chains it through a loop callback) before
+        # the blocked step ends and the next batch is taken
+        while not gone.done():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
         gate.set()
         await running
         with pytest.raises(asyncio.CancelledError):
