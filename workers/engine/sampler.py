@@ -24,7 +24,7 @@ class Sampler:
         # logits: [N, V] fp32, one row per sampling sequence (V may exceed the tokenizer's vocab: padded rows)
         logits = logits.float()
         self._apply_penalties(logits, seqs)
-        self._apply_logit_bias(logits, seqs)
+        apply_logit_bias(logits, seqs)
         if any(s.grammar is not None for s in seqs):
             self.masker.apply(logits, [s.grammar for s in seqs])
         want_logprobs = [s.params.logprobs for s in seqs]
@@ -101,22 +101,6 @@ class Sampler:
         x = x - freq * counts - pres * (counts > 0).float()
         logits[row_idx] = x
 
-    def _apply_logit_bias(self, logits: torch.Tensor, seqs: list[Sequence]) -> None:
-        rows: list[int] = []
-        cols: list[int] = []
-        vals: list[float] = []
-        for i, s in enumerate(seqs):
-            for tok, bias in s.params.logit_bias.items():
-                rows.append(i)
-                cols.append(tok)
-                vals.append(bias)
-        if rows:
-            dev = logits.device
-            logits.index_put_(
-                (torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)),
-                torch.tensor(vals, dtype=logits.dtype, device=dev),
-                accumulate=True,
-            )
 
     def _logprobs(
         self,
@@ -143,3 +127,19 @@ class Sampler:
             top = [(t, v) for t, v in zip(top_ids[i][:kk], top_vals[i][:kk], strict=True) if v != float("-inf")] if kk else []
             out.append(TokenLogprob(token_ids[i], chosen[i], top))
         return out
+
+
+def apply_logit_bias(logits: torch.Tensor, seqs: list[Sequence]) -> None:
+    """Adds each row's `logit_bias` in place (row i belongs to seqs[i]): one scatter for the whole batch."""
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    for i, s in enumerate(seqs):
+        for tok, bias in s.params.logit_bias.items():
+            rows.append(i)
+            cols.append(tok)
+            vals.append(bias)
+    if rows:
+        dev = logits.device
+        logits.index_put_((torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)),
+                          torch.tensor(vals, dtype=logits.dtype, device=dev), accumulate=True)  # fmt: skip

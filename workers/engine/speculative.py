@@ -26,6 +26,7 @@ import torch
 import xgrammar as xgr
 
 import kernels
+from workers.engine.sampler import apply_logit_bias
 from workers.engine.sequence import Sequence
 
 
@@ -46,7 +47,7 @@ class Verifier:
         logits = logits.float()
         sizes = [1 + len(d) for d in drafts]
         row_seqs = [s for s, n in zip(seqs, sizes, strict=True) for _ in range(n)]
-        self._apply_logit_bias(logits, row_seqs)
+        apply_logit_bias(logits, row_seqs)
         if any(s.grammar is not None for s in seqs):
             self._apply_grammar(logits, seqs, drafts)
         sampled = [s.params.temperature > 0 for s in row_seqs]
@@ -65,18 +66,6 @@ class Verifier:
                 verdicts.append(Verdict(a, greedy[row + a]))
             row += len(draft) + 1
         return verdicts
-
-    def _apply_logit_bias(self, logits: torch.Tensor, row_seqs: list[Sequence]) -> None:
-        rows, cols, vals = [], [], []
-        for i, s in enumerate(row_seqs):
-            for tok, bias in s.params.logit_bias.items():
-                rows.append(i)
-                cols.append(tok)
-                vals.append(bias)
-        if rows:
-            dev = logits.device
-            logits.index_put_((torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)),
-                              torch.tensor(vals, dtype=logits.dtype, device=dev), accumulate=True)  # fmt: skip
 
     def _apply_grammar(self, logits: torch.Tensor, seqs: list[Sequence], drafts: list[list[int]]) -> None:
         # Row j's mask is the matcher's after draft[:j]: walk the matcher over the draft, filling a row per position,
