@@ -6,7 +6,6 @@ registry heartbeat (kind "embedding", so gateways route only embedding requests 
 
 import asyncio
 import base64
-import hmac
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,7 +24,13 @@ from workers.embeddings.batcher import BatcherStoppedError, EmbeddingBatcher
 from workers.embeddings.metrics import EmbeddingMetrics
 from workers.embeddings.model import EmbeddingModel
 from workers.embeddings.protocol import MAX_REQUEST_TOKENS, EmbeddingRequest
-from workers.server.errors import EngineError, ModelNotFoundError, WorkerAuthError, install_error_handlers, parse_body
+from workers.server.errors import (
+    EngineError,
+    ModelNotFoundError,
+    check_worker_secret,
+    install_error_handlers,
+    parse_body,
+)
 from workers.server.heartbeat import Heartbeat
 from workers.server.metrics import CONTENT_TYPE
 
@@ -95,9 +100,7 @@ def _worker(request: Request) -> EmbeddingWorker:
 def _check_secret(
     request: Request, worker_secret: Annotated[str | None, Header(alias=WORKER_SECRET_HEADER)] = None
 ) -> None:
-    secret = _worker(request).settings.worker_secret
-    if secret and not hmac.compare_digest((worker_secret or "").encode(), secret.encode()):
-        raise WorkerAuthError()
+    check_worker_secret(_worker(request).settings.worker_secret, worker_secret)
 
 
 CurrentWorker = Annotated[EmbeddingWorker, Depends(_worker)]

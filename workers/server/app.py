@@ -5,7 +5,6 @@ build the app around any engine that follows the contract.
 """
 
 import asyncio
-import hmac
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,7 +23,13 @@ from workers.server import serving
 from workers.server.adapter_events import AdapterDeletions
 from workers.server.async_engine import AsyncEngine, EngineLike
 from workers.server.chat_tools import ChatPlan, plan_chat
-from workers.server.errors import ModelNotFoundError, OpenAIError, WorkerAuthError, install_error_handlers, parse_body
+from workers.server.errors import (
+    ModelNotFoundError,
+    OpenAIError,
+    check_worker_secret,
+    install_error_handlers,
+    parse_body,
+)
 from workers.server.heartbeat import Heartbeat
 from workers.server.metrics import CONTENT_TYPE, WorkerMetrics
 from workers.server.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
@@ -102,9 +107,7 @@ def _worker(request: Request) -> Worker:
 def _check_secret(
     request: Request, worker_secret: Annotated[str | None, Header(alias=WORKER_SECRET_HEADER)] = None
 ) -> None:
-    secret = _worker(request).settings.worker_secret
-    if secret and not hmac.compare_digest((worker_secret or "").encode(), secret.encode()):
-        raise WorkerAuthError()
+    check_worker_secret(_worker(request).settings.worker_secret, worker_secret)
 
 
 CurrentWorker = Annotated[Worker, Depends(_worker)]

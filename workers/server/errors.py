@@ -4,6 +4,7 @@ Request bodies are parsed here rather than by FastAPI so that non-UTF-8 bytes, m
 come out as a 400 that names the offending parameter (FastAPI would answer 422, or a bare 400 for bad bytes).
 """
 
+import hmac
 import json
 import logging
 from typing import Any, TypeVar
@@ -45,6 +46,13 @@ class WorkerAuthError(OpenAIError):
 
     def __init__(self) -> None:
         super().__init__("Missing or wrong x-hearth-worker-secret header.", code="invalid_worker_secret")
+
+
+def check_worker_secret(expected: str, given: str | None) -> None:
+    """The gateway's shared secret (contracts.WORKER_SECRET_HEADER), compared in constant time; no secret
+    configured means an open worker, which only development allows (contracts.worker_secret)."""
+    if expected and not hmac.compare_digest((given or "").encode(), expected.encode()):
+        raise WorkerAuthError()
 
 
 class EngineError(OpenAIError):
