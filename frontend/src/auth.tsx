@@ -1,6 +1,6 @@
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useState } from "react";
 
-import { api, ApiError } from "./api/client";
+import { api, ApiError, asApiError } from "./api/client";
 import { PATHS } from "./api/paths";
 import type { Me } from "./api/types";
 
@@ -22,7 +22,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
       setError(undefined);
     } catch (e) {
       if (e instanceof ApiError && (e.status === 401 || e.status === 403)) setMe(null);
-      else setError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+      else setError(asApiError(e));
     }
   }, []);
   const logout = useCallback(async () => {

@@ -59,6 +59,11 @@ export async function api<T>(path: string, init: { method?: string; json?: unkno
   return body as T;
 }
 
+/** Whatever a request threw, as the one error type the pages show. */
+export function asApiError(e: unknown): ApiError {
+  return e instanceof ApiError ? e : new ApiError(e instanceof Error ? e.message : String(e), 0);
+}
+
 export function isAuthError(error: unknown): boolean {
   return error instanceof ApiError && (error.status === 401 || error.status === 403) && /credentials|authenticat/i.test(error.message);
 }

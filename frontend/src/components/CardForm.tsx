@@ -1,6 +1,6 @@
 import { type FormEvent, useEffect, useRef, useState } from "react";
 
-import { api, ApiError } from "../api/client";
+import { api, ApiError, asApiError } from "../api/client";
 import { PATHS } from "../api/paths";
 import type { DashboardConfig, SetupIntent } from "../api/types";
 import { ErrorText, Field } from "./ui";
@@ -27,9 +27,6 @@ function loadStripeJs(): Promise<void> {
   });
 }
 
-function asApiError(e: unknown): ApiError {
-  return e instanceof ApiError ? e : new ApiError(e instanceof Error ? e.message : String(e), 0);
-}
 
 /** Adds a card through a SetupIntent: Stripe Elements against Stripe, or the test-mode form (card data confirmed
  *  through our API) against a Stripe stand-in such as localstripe in development and tests. */

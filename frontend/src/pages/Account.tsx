@@ -1,6 +1,6 @@
 import { type FormEvent, useState } from "react";
 
-import { api, ApiError } from "../api/client";
+import { api, ApiError, asApiError } from "../api/client";
 import { PATHS } from "../api/paths";
 import type { AccountDetail, Member, RateLimit } from "../api/types";
 import { useAuth } from "../auth";
@@ -41,7 +41,7 @@ export function AccountPage() {
       members.reload();
       await refresh();
     } catch (e) {
-      setMemberError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+      setMemberError(asApiError(e));
     }
   };
   const remove = async (m: Member) => {
@@ -51,7 +51,7 @@ export function AccountPage() {
       members.reload();
       if (m.email === myEmail) await refresh();
     } catch (e) {
-      setMemberError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+      setMemberError(asApiError(e));
     }
   };
 
@@ -64,7 +64,7 @@ export function AccountPage() {
       account.reload();
       await refresh();
     } catch (e) {
-      setNameError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+      setNameError(asApiError(e));
     }
   };
   const add = async (event: FormEvent) => {
@@ -75,7 +75,7 @@ export function AccountPage() {
       setEmail("");
       members.reload();
     } catch (e) {
-      setAddError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+      setAddError(asApiError(e));
     }
   };
   return (

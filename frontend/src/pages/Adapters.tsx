@@ -1,6 +1,6 @@
 import { type FormEvent, useEffect, useReducer, useRef, useState } from "react";
 
-import { api, ApiError, csrfToken, parseErrorBody } from "../api/client";
+import { api, ApiError, asApiError, csrfToken, parseErrorBody } from "../api/client";
 import { PATHS } from "../api/paths";
 import type { Adapter, BaseModel } from "../api/types";
 import { Async, ConfirmButton, ErrorText, Field, formatDate, PageHeader, useApi } from "../components/ui";
@@ -109,7 +109,7 @@ export function AdaptersPage() {
       await api(PATHS.adapter(a.uid), { method: "DELETE" });
       adapters.reload();
     } catch (e) {
-      setDeleteError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+      setDeleteError(asApiError(e));
     }
   };
   const fe = state.phase === "error" ? state.fieldErrors : {};

@@ -1,7 +1,7 @@
 import { type FormEvent, useState } from "react";
 import { Link, Navigate, useLocation, useNavigate } from "react-router-dom";
 
-import { api, ApiError } from "../api/client";
+import { api, ApiError, asApiError } from "../api/client";
 import { PATHS } from "../api/paths";
 import { useAuth } from "../auth";
 import { ErrorText, Field } from "../components/ui";
@@ -30,7 +30,7 @@ function AuthForm({ mode }: { mode: "login" | "signup" }) {
       await refresh();
       navigate(from, { replace: true });
     } catch (e) {
-      setError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+      setError(asApiError(e));
     } finally {
       setBusy(false);
     }

@@ -1,6 +1,6 @@
 import { type FormEvent, useEffect, useState } from "react";
 
-import { api, ApiError } from "../api/client";
+import { api, ApiError, asApiError } from "../api/client";
 import { PATHS } from "../api/paths";
 import type { Billing, CreditsResult, DashboardConfig, Invoice, ListOf, PaymentMethod, SpendLimit } from "../api/types";
 import { CardForm } from "../components/CardForm";
@@ -8,9 +8,6 @@ import { billingChanged } from "../components/SpendBanner";
 import { Async, ConfirmButton, ErrorText, Field, PageHeader, useApi } from "../components/ui";
 import { compareDecimal, formatTokens, formatUsd, ratioPerMille } from "../lib/money";
 
-function asApiError(e: unknown): ApiError {
-  return e instanceof ApiError ? e : new ApiError(String(e), 0);
-}
 
 function SpendLimitCard({ limit, onSaved }: { limit: SpendLimit; onSaved: () => void }) {
   const [value, setValue] = useState(limit.monthly_spend_limit_usd);

@@ -1,6 +1,6 @@
 import { type FormEvent, useState } from "react";
 
-import { api, ApiError } from "../api/client";
+import { api, ApiError, asApiError } from "../api/client";
 import { PATHS } from "../api/paths";
 import type { ApiKey, ApiKeyCreated } from "../api/types";
 import { formatUsd } from "../lib/money";
@@ -53,7 +53,7 @@ export function KeysPage() {
       setBudget("");
       keys.reload();
     } catch (e) {
-      setError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+      setError(asApiError(e));
     } finally {
       setBusy(false);
     }
@@ -64,7 +64,7 @@ export function KeysPage() {
       await api(PATHS.keyRevoke(key.id), { method: "POST" });
       keys.reload();
     } catch (e) {
-      setRevokeError(e instanceof ApiError ? e : new ApiError(String(e), 0));
+      setRevokeError(asApiError(e));
     }
   };
   return (

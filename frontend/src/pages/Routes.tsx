@@ -1,6 +1,6 @@
 import { type FormEvent, useState } from "react";
 
-import { api, ApiError } from "../api/client";
+import { api, ApiError, asApiError } from "../api/client";
 import { PATHS } from "../api/paths";
 import type { Adapter, BaseModel, Route, RouteStats } from "../api/types";
 import { Async, ConfirmButton, ErrorText, Field, PageHeader, useApi } from "../components/ui";
@@ -9,9 +9,6 @@ import { formatTokens, formatUsd } from "../lib/money";
 
 interface Row { model: string; weight: string }
 
-function asApiError(e: unknown): ApiError {
-  return e instanceof ApiError ? e : new ApiError(String(e), 0);
-}
 
 /** The variants form: rows of model + weight, used to create a route and to change one live. */
 function VariantsForm(props: {
