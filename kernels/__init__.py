@@ -5,8 +5,12 @@ match, the CPU fast path `<op>_cpu` where one pays, and the public dispatch `<op
 The package re-exports each op's dispatch, so `kernels.rms_norm` is the function, not the module: reach an op's
 other pieces with `from kernels.rms_norm import rms_norm_reference` (or importlib.import_module), never with
 `import kernels.rms_norm as m`, which would hand back the function.
+
+A model's forward runs inside `kernels.forward_scope()`: there the CPU paths derive gather slots, masks and cos/sin
+rows from the step's metadata once for all layers (kernels/_step_memo.py).
 """
 
+from kernels._step_memo import forward_scope
 from kernels.gelu_tanh_and_mul import gelu_tanh_and_mul
 from kernels.layer_norm import add_layer_norm, layer_norm
 from kernels.lora import lora_expand, lora_shrink
@@ -22,6 +26,7 @@ __all__ = [
     "add_layer_norm",
     "add_rms_norm",
     "apply_rotary",
+    "forward_scope",
     "gelu_tanh_and_mul",
     "layer_norm",
     "lora_expand",

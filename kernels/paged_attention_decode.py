@@ -10,6 +10,7 @@ Options (keyword, off by default): `sliding_window` W — the query at position 
 Triton kernel reads, and splits, only those); `logits_soft_cap` c — scores become c * tanh(scores / c).
 """
 
+from dataclasses import dataclass
 from functools import cache
 
 import torch
@@ -25,6 +26,7 @@ from kernels._paged import (
     gather_slots,
     gather_window_slots,
 )
+from kernels._step_memo import memo
 
 # Keys per tile, and the fewest keys a split is given; chosen for D=128 bf16 (K and V tiles 16 KiB each).
 BLOCK_N = 64
@@ -196,37 +198,72 @@ def paged_attention_decode_triton(
 _DECODE_GROUP = 16
 
 
-def _decode_group(
-    q: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    lens: torch.Tensor,
-    max_len: int,
-    block_tables: torch.Tensor,
-    scale: float,
-    empty: bool,
+@dataclass(slots=True)
+class _DecodeGroup:
+    """What one group's attention reads, the same for every layer of a step (kernels/_step_memo.py)."""
+
+    rows: torch.Tensor | None  # [b] int64: the group's rows of the batch (None: the whole batch, in order)
+    slots: torch.Tensor  # [b, L] int64 cache rows to gather
+    bias: torch.Tensor | None  # [b, 1, 1, L] fp32: 0 where a key is valid, -inf past its sequence (None: all valid)
+    empty: torch.Tensor | None  # [b, 1, 1, 1] bool: sequences with no keys (None: there are none)
+
+
+def _plan_group(
+    rows: list[int] | None, lens: torch.Tensor, max_len: int, block_tables: torch.Tensor, block_size: int,
     sliding_window: int | None,
+) -> _DecodeGroup:  # fmt: skip
+    if rows is not None:
+        idx = torch.tensor(rows, device=lens.device)
+        lens, block_tables = lens[idx], block_tables[idx]
+    if sliding_window is not None and max_len > sliding_window:  # read only each sequence's window of keys
+        slots, valid = gather_window_slots(block_tables, lens, sliding_window, block_size)
+    else:
+        slots, valid = gather_slots(block_tables, lens, max_len, block_size)
+    bias = None
+    if not bool(valid.all()):
+        bias = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device).masked_fill_(~valid, float("-inf"))
+        bias = bias[:, None, None, :]
+    empty = (lens == 0)[:, None, None, None] if bool((lens == 0).any()) else None
+    return _DecodeGroup(idx if rows is not None else None, slots, bias, empty)
+
+
+def _decode_plan(
+    seq_lens: torch.Tensor, block_tables: torch.Tensor, block_size: int, sliding_window: int | None
+) -> list[_DecodeGroup]:
+    lens = seq_lens.long()
+    host = lens.tolist()
+    b = len(host)
+    if b < 2 * _DECODE_GROUP:
+        return [_plan_group(None, lens, max(host), block_tables, block_size, sliding_window)]
+    order = sorted(range(b), key=host.__getitem__)
+    num_groups = b // _DECODE_GROUP
+    groups = []
+    for g in range(num_groups):
+        rows = order[g * b // num_groups : (g + 1) * b // num_groups]
+        groups.append(_plan_group(rows, lens, host[rows[-1]], block_tables, block_size, sliding_window))
+    return groups
+
+
+def _decode_group(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, group: _DecodeGroup, scale: float,
     logits_soft_cap: float | None,
-) -> torch.Tensor:
-    # q: [B, Hq, D] -> [B, Hq, D]; the G query heads of one KV head are its G "query positions" (GQA, no repeat)
+) -> torch.Tensor:  # fmt: skip
+    # q: [b, Hq, D] -> [b, Hq, D]; the G query heads of one KV head are its G "query positions" (GQA, no repeat)
     b, hq, d = q.shape
     hk = k_cache.shape[2]
-    if sliding_window is not None and max_len > sliding_window:  # read only each sequence's window of keys
-        slots, valid = gather_window_slots(block_tables, lens, sliding_window, k_cache.shape[1])
-    else:
-        slots, valid = gather_slots(block_tables, lens, max_len, k_cache.shape[1])
-    k = gather_rows(k_cache, slots)  # [B, Hk, L, D]
-    v = gather_rows(v_cache, slots)
-    qg = q.view(b, hk, hq // hk, d).to(k.dtype)  # [B, Hk, G, D]
+    k = gather_rows(k_cache, group.slots)  # [b, Hk, L, D]
+    v = gather_rows(v_cache, group.slots)
+    qg = q.view(b, hk, hq // hk, d).to(k.dtype)  # [b, Hk, G, D]
     # Two batched matmuls in the cache dtype, softmax in fp32: for one query row per head this is ~2x faster on
     # CPU than SDPA's flash kernel (which tiles for long queries). P·V from 16-bit probabilities, as on a GPU.
-    scores = torch.matmul(qg, k.transpose(-1, -2)).float().mul_(scale)  # [B, Hk, G, L]
+    scores = torch.matmul(qg, k.transpose(-1, -2)).float().mul_(scale)  # [b, Hk, G, L]
     if logits_soft_cap is not None:
         scores = torch.tanh(scores.div_(logits_soft_cap)).mul_(logits_soft_cap)
-    scores.masked_fill_(~valid[:, None, None, :], float("-inf"))
-    o = torch.matmul(scores.softmax(-1).to(v.dtype), v)  # [B, Hk, G, D]
-    if empty:  # a sequence with no keys attends to nothing: zeros, like the reference
-        o.masked_fill_((lens == 0)[:, None, None, None], 0)
+    if group.bias is not None:
+        scores.add_(group.bias)
+    o = torch.matmul(scores.softmax(-1).to(v.dtype), v)  # [b, Hk, G, D]
+    if group.empty is not None:  # a sequence with no keys attends to nothing: zeros, like the reference
+        o.masked_fill_(group.empty, 0)
     return o.reshape(b, hq, d).to(q.dtype)
 
 
@@ -241,23 +278,17 @@ def paged_attention_decode_cpu(
     sliding_window: int | None = None,
     logits_soft_cap: float | None = None,
 ) -> torch.Tensor:
-    # q: [B, Hq, D], one query per sequence at position seq_lens[b] - 1 -> [B, Hq, D]
-    b = q.shape[0]
-    opts = (sliding_window, logits_soft_cap)
-    lens = seq_lens.long()
-    host = lens.tolist()
-    if b < 2 * _DECODE_GROUP:
-        return _decode_group(q, k_cache, v_cache, lens, max(host), block_tables, scale, min(host) == 0, *opts)
-    order = sorted(range(b), key=host.__getitem__)
+    # q: [B, Hq, D], one query per sequence at position seq_lens[b] - 1 -> [B, Hq, D]. The gather plan (slots,
+    # masks, groups) depends only on the step's metadata: built once per step, reused by every layer.
+    block_size = k_cache.shape[1]
+    plan = memo("paged_attention_decode", (seq_lens, block_tables), (block_size, sliding_window),
+                lambda: _decode_plan(seq_lens, block_tables, block_size, sliding_window))  # fmt: skip
+    if len(plan) == 1 and plan[0].rows is None:
+        return _decode_group(q, k_cache, v_cache, plan[0], scale, logits_soft_cap)
     out = torch.empty_like(q)
-    num_groups = b // _DECODE_GROUP
-    for g in range(num_groups):
-        rows = order[g * b // num_groups : (g + 1) * b // num_groups]
-        idx = torch.tensor(rows, device=q.device)
-        o = _decode_group(
-            q[idx], k_cache, v_cache, lens[idx], host[rows[-1]], block_tables[idx], scale, host[rows[0]] == 0, *opts
-        )
-        out.index_copy_(0, idx, o)
+    for group in plan:
+        assert group.rows is not None
+        out.index_copy_(0, group.rows, _decode_group(q[group.rows], k_cache, v_cache, group, scale, logits_soft_cap))
     return out
 
 

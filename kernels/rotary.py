@@ -2,13 +2,14 @@
 
 Triton: one program per token rotates all of its q heads and k heads; cos/sin for the token's position are read
 once. q and k may be strided views of a fused qkv projection as long as the head dim is contiguous.
-CPU: the torch reference.
+CPU: the cos/sin rows of a step gathered once (kernels/_step_memo.py), q and k of a fused qkv rotated as one view.
 """
 
 import torch
 
 from kernels import _dispatch
 from kernels._dispatch import Backend
+from kernels._step_memo import memo
 
 
 def rotary_cos_sin(max_positions: int, head_dim: int, theta: float, device=None) -> torch.Tensor:
@@ -94,10 +95,52 @@ def apply_rotary_reference(q: torch.Tensor, k: torch.Tensor, positions: torch.Te
         t.copy_(torch.cat([o1, o2], dim=-1).to(t.dtype))
 
 
+# -- CPU ---------------------------------------------------------------------------------------------------------
+
+
+def _cpu_tables(positions: torch.Tensor, cos_sin: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    # -> cos [T, 1, D] = (cos | cos) and sin [T, 1, D] = (-sin | sin), so x' = x * cos + swap_halves(x) * sin
+    half = cos_sin.shape[1] // 2
+    cs = cos_sin[positions.long()]
+    cos, sin = cs[:, :half], cs[:, half:]
+    return torch.cat([cos, cos], -1)[:, None].to(dtype), torch.cat([-sin, sin], -1)[:, None].to(dtype)
+
+
+def _joined(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor | None:
+    # q [T, Hq, R] and k [T, Hk, R] side by side in one row of a fused qkv projection -> one view [T, Hq + Hk, R]
+    if (
+        q.untyped_storage().data_ptr() == k.untyped_storage().data_ptr()
+        and q.dtype == k.dtype
+        and q.stride() == k.stride()
+        and k.storage_offset() == q.storage_offset() + q.shape[1] * q.stride(1)
+    ):
+        return q.as_strided((q.shape[0], q.shape[1] + k.shape[1], q.shape[2]), q.stride())
+    return None
+
+
+def apply_rotary_cpu(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor) -> None:
+    # in place, as the reference; the cos/sin rows of the step's positions are gathered once for all layers and
+    # q and k of a fused projection are rotated as one tensor. fp32 arithmetic; 16-bit tensors round once at the end.
+    half = q.shape[-1] // 2
+    cos, sin = memo("rotary", (positions, cos_sin), half, lambda: _cpu_tables(positions, cos_sin, torch.float32))
+    joined = _joined(q, k)
+    for t in (joined,) if joined is not None else (q, k):
+        x = t if t.dtype == torch.float32 else t.float()
+        swapped = torch.cat([x[..., half:], x[..., :half]], dim=-1)
+        if x is t:
+            t.mul_(cos).addcmul_(swapped, sin)
+        else:
+            t.copy_(torch.addcmul(x * cos, swapped, sin))
+
+
 # -- dispatch ----------------------------------------------------------------------------------------------------
 
 
 def apply_rotary(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor) -> None:
-    if _dispatch.backend(q) is Backend.TRITON:
-        return apply_rotary_triton(q, k, positions, cos_sin)
-    return apply_rotary_reference(q, k, positions, cos_sin)
+    match _dispatch.backend(q):
+        case Backend.TRITON:
+            return apply_rotary_triton(q, k, positions, cos_sin)
+        case Backend.CPU:
+            return apply_rotary_cpu(q, k, positions, cos_sin)
+        case _:
+            return apply_rotary_reference(q, k, positions, cos_sin)

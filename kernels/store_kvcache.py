@@ -1,13 +1,14 @@
 """Write the new tokens' K and V into the paged cache; slot -1 means "don't store" (padding of a captured batch).
 
 Triton: one program per token; cache offsets are int64 (a 70B-sized cache passes 2^31 elements).
-CPU: the torch reference (one indexed copy per cache).
+CPU: one index_copy_ per cache (the torch reference where a step has -1 slots).
 """
 
 import torch
 
 from kernels import _dispatch
 from kernels._dispatch import Backend
+from kernels._step_memo import memo
 
 if _dispatch.TRITON:
     import triton
@@ -70,9 +71,32 @@ def store_kvcache_reference(
     vf[slots] = v[keep].to(v_cache.dtype)
 
 
+# -- CPU ---------------------------------------------------------------------------------------------------------
+
+
+def store_kvcache_cpu(
+    k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor
+) -> None:
+    # One index_copy_ per cache. Whether the step has "don't store" slots (-1) is decided once per step (a memo on
+    # slot_mapping, kernels/_step_memo.py); such steps take the reference.
+    slots = memo("store_kvcache", (slot_mapping,), None,
+                 lambda: slot_mapping.long() if bool((slot_mapping >= 0).all()) else None)  # fmt: skip
+    if slots is None or k.dtype != k_cache.dtype or v.dtype != v_cache.dtype or not k_cache.is_contiguous():
+        return store_kvcache_reference(k, v, k_cache, v_cache, slot_mapping)
+    k_cache.view(-1, *k_cache.shape[2:]).index_copy_(0, slots, k)
+    v_cache.view(-1, *v_cache.shape[2:]).index_copy_(0, slots, v)
+
+
+# -- dispatch ----------------------------------------------------------------------------------------------------
+
+
 def store_kvcache(
     k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor
 ) -> None:
-    if _dispatch.backend(k_cache) is Backend.TRITON:
-        return store_kvcache_triton(k, v, k_cache, v_cache, slot_mapping)
-    return store_kvcache_reference(k, v, k_cache, v_cache, slot_mapping)
+    match _dispatch.backend(k_cache):
+        case Backend.TRITON:
+            return store_kvcache_triton(k, v, k_cache, v_cache, slot_mapping)
+        case Backend.CPU:
+            return store_kvcache_cpu(k, v, k_cache, v_cache, slot_mapping)
+        case _:
+            return store_kvcache_reference(k, v, k_cache, v_cache, slot_mapping)

@@ -3,6 +3,7 @@ import torch
 from kernel_testing import DEVICE, DTYPES, GPU, assert_close, randn
 from paged_cases import paged_cache
 
+from kernels import forward_scope
 from kernels.paged_attention_decode import (
     paged_attention_decode_cpu,
     paged_attention_decode_reference,
@@ -96,6 +97,23 @@ def test_cpu_decode_matches_reference(dtype: torch.dtype, group: int, seq_lens: 
     lens = torch.tensor(seq_lens, dtype=torch.int32)
     expected = paged_attention_decode_reference(q, k_cache, v_cache, lens, tables, CPU_D**-0.5)
     assert_close(paged_attention_decode_cpu(q, k_cache, v_cache, lens, tables, CPU_D**-0.5), expected)
+
+
+@pytest.mark.parametrize("window", [None, 8])
+def test_cpu_decode_in_a_forward_scope_reuses_the_plan_across_layers(window: int | None) -> None:
+    # One step's metadata, two layers' caches (and a grouped batch): the plan built for the first layer must give
+    # the second layer its own correct output; a window is a plan of its own.
+    seq_lens = [0] + list(range(1, 40))
+    lens = torch.tensor(seq_lens, dtype=torch.int32)
+    k_cache, v_cache, tables = paged_cache(seq_lens, BLK, 2, CPU_D, torch.float32, seed=70)
+    layers = [(k_cache, v_cache), (v_cache * 2 - 0.5, k_cache * -1.5)]  # one block table, the caches differ
+    q = randn(len(seq_lens), 4, CPU_D, dtype=torch.float32, seed=72)
+    with forward_scope():
+        for k_cache, v_cache in layers:
+            for w in (window, None):
+                expected = paged_attention_decode_reference(q, k_cache, v_cache, lens, tables, 0.125, sliding_window=w)
+                out = paged_attention_decode_cpu(q, k_cache, v_cache, lens, tables, 0.125, sliding_window=w)
+                assert_close(out, expected)
 
 
 # Sliding window and soft-cap (Mistral, Gemma): windows shorter than, equal to and longer than the contexts, with

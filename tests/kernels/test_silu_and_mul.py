@@ -2,7 +2,7 @@ import pytest
 import torch
 from kernel_testing import DTYPES, GPU, assert_close, randn
 
-from kernels.silu_and_mul import silu_and_mul_reference, silu_and_mul_triton
+from kernels.silu_and_mul import silu_and_mul_cpu, silu_and_mul_reference, silu_and_mul_triton
 
 # (tokens, intermediate): 1 token, SmolLM2's 1536, a non-power of two over two column tiles, Llama-8B on a GPU
 SHAPES = [(1, 64), (5, 1536), (3, 1500)] + ([(129, 14336)] if GPU else [])
@@ -24,3 +24,9 @@ def test_silu_and_mul_reads_strided_rows() -> None:
 def test_silu_and_mul_rejects_odd_width() -> None:
     with pytest.raises(ValueError, match=r"\[T, 2I\]"):
         silu_and_mul_triton(randn(2, 63, dtype=torch.float32, seed=13))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_path_matches_reference(dtype: torch.dtype) -> None:
+    x = randn(9, 2 * 1536, dtype=dtype, seed=61, scale=3.0).cpu()
+    assert_close(silu_and_mul_cpu(x), silu_and_mul_reference(x))

@@ -2,7 +2,8 @@ import pytest
 import torch
 from kernel_testing import DEVICE, DTYPES, randn
 
-from kernels.store_kvcache import store_kvcache_reference, store_kvcache_triton
+from kernels import forward_scope
+from kernels.store_kvcache import store_kvcache_cpu, store_kvcache_reference, store_kvcache_triton
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -46,3 +47,27 @@ def test_store_kvcache_rejects_mismatched_cache() -> None:
     cache = torch.zeros(2, 16, 4, 64, device=DEVICE)
     with pytest.raises(ValueError, match="cache shape"):
         store_kvcache_triton(k, k, cache, cache.clone(), torch.zeros(2, dtype=torch.int64, device=DEVICE))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("padded", [False, True])
+def test_cpu_path_equals_the_reference_over_steps(dtype: torch.dtype, padded: bool) -> None:
+    # Inside a forward scope the CPU path decides once per slot_mapping whether it can index_copy_; a step with a -1 slot takes
+    # the reference. Two layers of one step share the slots; a second step brings new ones.
+    tokens, hq, hk, d = 5, 9, 3, 64
+    gen = torch.Generator().manual_seed(35)
+    k_cache = torch.full((6, 16, hk, d), float("nan"), dtype=dtype)
+    v_cache, k_ref, v_ref = k_cache.clone(), k_cache.clone(), k_cache.clone()
+    for step in range(2):
+        slots = torch.randperm(96, generator=gen)[:tokens]
+        if padded:
+            slots[2] = -1
+        with forward_scope():
+            for layer in range(2):
+                qkv = randn(tokens, (hq + 2 * hk) * d, dtype=dtype, seed=36 + 2 * step + layer).cpu()
+                k = qkv[:, hq * d : (hq + hk) * d].view(tokens, hk, d)
+                v = qkv[:, (hq + hk) * d :].view(tokens, hk, d)
+                store_kvcache_cpu(k, v, k_cache, v_cache, slots)
+                store_kvcache_reference(k, v, k_ref, v_ref, slots)
+                torch.testing.assert_close(k_cache, k_ref, atol=0, rtol=0, equal_nan=True)
+                torch.testing.assert_close(v_cache, v_ref, atol=0, rtol=0, equal_nan=True)

@@ -158,9 +158,10 @@ class LlamaForCausalLM(nn.Module):
             raise ValueError(f"expected {len(self.model.layers)} KV caches, got {len(kv_caches)}")
         x = self.embed(input_ids)
         residual: torch.Tensor | None = None
-        for layer, kv_cache in zip(self.model.layers, kv_caches, strict=True):
-            table = self.cos_sin_local if layer.self_attn.local_rope else self.cos_sin
-            x, residual = layer(positions, x, residual, attn, kv_cache, table, lora)
+        with kernels.forward_scope():  # the metadata is fixed for this forward: CPU paths derive from it once
+            for layer, kv_cache in zip(self.model.layers, kv_caches, strict=True):
+                table = self.cos_sin_local if layer.self_attn.local_rope else self.cos_sin
+                x, residual = layer(positions, x, residual, attn, kv_cache, table, lora)
         x, _ = self.model.norm(x, residual)
         return x
 
