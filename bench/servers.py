@@ -98,7 +98,8 @@ def serve(cmd: list[str], health: str, env: dict[str, str], log: Path, timeout: 
 def ours_cmd(gguf: Path, port: int, fmt: tuple[str, str], threads: int, prefix_caching: bool) -> tuple[list[str], dict]:
     dtype, quantize = fmt
     cmd = [sys.executable, "-m", "workers.server", "--model", str(gguf), "--port", str(port), "--dtype", dtype,
-           "--quantize", quantize, "--worker-id", f"bench-{port}", "--log-level", "warning"]  # fmt: skip
+           "--quantize", quantize, "--worker-id", f"bench-{port}", "--log-level", "warning",
+           "--no-ngram-speculation"]  # fmt: skip  # llama-server doesn't speculate either: plain decode on both sides
     if not prefix_caching:
         cmd.append("--no-prefix-caching")
     env = {**os.environ, "HEARTH_WORKER_SECRET": "", "OMP_NUM_THREADS": str(threads), "REDIS_URL": ""}

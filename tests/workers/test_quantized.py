@@ -123,3 +123,27 @@ def test_gguf_int4_logits_within_bf16_rounding(
     print(f"relative logit error vs fp32: int4 (GGUF codes) {err_q:.4f}, bf16 dequantized {err_bf16:.4f}")
     assert err_q <= err_bf16 * 1.1
     assert (q.argmax(-1) == exact.argmax(-1)).float().mean().item() >= 0.9
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_long_inputs_take_the_dequantized_gemm_and_short_ones_the_int_kernel(mode: str) -> None:
+    # Prefill chunks (>= DENSE_ROWS rows) run on the dequantized weight in fp32; decode rows on torch's int kernel
+    # (bf16 activations). Both compute x @ dequantize(codes)^T: the first exactly as the dense reference does,
+    # the second within bf16 rounding.
+    from workers.models.quant_linear import DENSE_ROWS, _Packed
+
+    gen = torch.Generator().manual_seed(5)
+    w = torch.randn(96, 128, generator=gen)
+    codes = quantize(w, mode)
+    packed = _Packed(codes)
+    dense = codes.dequantize()
+    assert torch.equal(packed.dense_weight(), dense)  # the plain copy of the codes is exact
+    for rows in (1, DENSE_ROWS - 1, DENSE_ROWS, 200):
+        x = torch.randn(rows, 128, generator=gen)
+        want = torch.nn.functional.linear(x, dense)
+        got = packed.mm(x)
+        assert got.dtype == torch.float32 and got.shape == (rows, 96)
+        if rows >= DENSE_ROWS:
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        else:
+            torch.testing.assert_close(got, want, atol=0.25, rtol=2e-2)  # outputs ~11 std: bf16 in and out

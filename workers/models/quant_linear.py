@@ -24,6 +24,7 @@ from workers.models.layers import Linear, LoraHook
 QUANT_MODES = ("int8", "int4")
 INT4_GROUP = 32
 ACT_DTYPE = torch.bfloat16  # what the int kernels read and write
+DENSE_ROWS = 64  # inputs with this many rows or more take the dequantize + fp32 GEMM route (see _Packed)
 
 
 class QuantizationError(ValueError):
@@ -91,7 +92,14 @@ def quantize(w: torch.Tensor, mode: str) -> Codes:
 
 
 class _Packed(nn.Module):
-    """One quantized [N, K] weight in the kernel's layout; `mm` is x [T, K] -> [T, N] in x's dtype."""
+    """One quantized [N, K] weight in the kernel's layout; `mm` is x [T, K] -> [T, N] in x's dtype.
+
+    Long inputs (prefill chunks of DENSE_ROWS tokens or more) dequantize the weight and run one fp32 GEMM instead:
+    torch's int kernels are built for few rows (measured here, 1 thread, [3072, 576] at 512 tokens: int8 kernel
+    47 ms, int4 54 ms, dequantize + fp32 GEMM 25 / 32 ms, dense fp32 25 ms, dense bf16 222 ms). int4 keeps its codes
+    a second time for that, two per byte in a plain layout (the kernel's packing is blocked): +0.5 byte per weight
+    in memory, never read by a decode step.
+    """
 
     def __init__(self, codes: Codes) -> None:
         super().__init__()
@@ -101,6 +109,7 @@ class _Packed(nn.Module):
             self.mode = "int8"
             self.register_buffer("qweight", codes.codes.contiguous())  # [N, K] int8
             self.register_buffer("scales", codes.scale.to(ACT_DTYPE))  # [N]
+            self.register_buffer("dense_scale", codes.scale.float().contiguous())  # [N] fp32
         else:
             self.mode = "int4"
             # the CPU packing takes int32 codes [N, K]; scales_and_zeros is [K / 32, N, 2]
@@ -108,14 +117,36 @@ class _Packed(nn.Module):
             self.register_buffer("qweight", packed)
             sz = torch.stack([codes.scale, codes.zero], dim=-1).transpose(0, 1).contiguous()
             self.register_buffer("scales", sz.to(ACT_DTYPE))
+            c = codes.codes.to(torch.uint8)
+            self.register_buffer("nibbles", (c[:, 0::2] | (c[:, 1::2] << 4)).contiguous())  # [N, K / 2]
+            self.register_buffer("dense_scale", codes.scale.float().contiguous())  # [N, K / 32]
+            self.register_buffer("dense_zero", codes.zero.float().contiguous())
+
+    def dense_weight(self) -> torch.Tensor:
+        """The weight dequantized, [N, K] fp32 (the values the int kernel multiplies by, before bf16 rounding)."""
+        if self.mode == "int8":
+            return self.qweight.float().mul_(self.dense_scale[:, None])
+        n, k = self.out_features, self.in_features
+        q = torch.stack([self.nibbles & 15, self.nibbles >> 4], dim=-1).view(n, k // INT4_GROUP, INT4_GROUP)
+        w = q.float().sub_(8).mul_(self.dense_scale[..., None]).add_(self.dense_zero[..., None])
+        return w.view(n, k)
 
     def mm(self, x: torch.Tensor) -> torch.Tensor:
-        xb = x.reshape(-1, self.in_features).to(ACT_DTYPE)
-        if self.mode == "int8":
-            y = torch.ops.aten._weight_int8pack_mm(xb, self.qweight, self.scales)
+        # Decode steps are launch-bound (~2 us per op here, even a no-op .to): skip the reshapes and casts that
+        # a [T, K] bf16 input doesn't need
+        xb = x if x.dim() == 2 else x.reshape(-1, self.in_features)
+        if xb.shape[0] >= DENSE_ROWS:
+            y = torch.nn.functional.linear(xb.float(), self.dense_weight())
         else:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(xb, self.qweight, INT4_GROUP, self.scales)
-        return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+            if xb.dtype != ACT_DTYPE:
+                xb = xb.to(ACT_DTYPE)
+            if self.mode == "int8":
+                y = torch.ops.aten._weight_int8pack_mm(xb, self.qweight, self.scales)
+            else:
+                y = torch.ops.aten._weight_int4pack_mm_for_cpu(xb, self.qweight, INT4_GROUP, self.scales)
+        if y.dtype != x.dtype:
+            y = y.to(x.dtype)
+        return y if x.dim() == 2 else y.view(*x.shape[:-1], self.out_features)
 
     def weight_bytes(self) -> int:
         return self.qweight.nbytes + self.scales.nbytes

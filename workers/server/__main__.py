@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="folder of validated adapters <store>/<uid>/ (default $HEARTH_ADAPTER_STORE); none: base only",
     )
     p.add_argument("--no-prefix-caching", action="store_true", help="turn the prefix cache off (benchmarks)")
+    p.add_argument("--no-ngram-speculation", action="store_true",
+                   help="no prompt-lookup drafts (benchmarks against servers that don't speculate); predictions still draft")  # fmt: skip
     p.add_argument("--max-model-len", type=int, default=None)
     p.add_argument("--num-kv-blocks", type=int, default=None)
     p.add_argument("--advertise-url", default=None, help="URL written to the registry; default http://host:port")
@@ -71,6 +73,7 @@ def engine_config(args: argparse.Namespace) -> "EngineConfig":
             "dtype": dtype,
             "quantize": quantize,
             "enable_prefix_caching": False if args.no_prefix_caching else None,
+            "ngram_speculation": False if args.no_ngram_speculation else None,
             "max_model_len": args.max_model_len,
             "num_kv_blocks": args.num_kv_blocks,
             "max_loras": args.max_loras,
