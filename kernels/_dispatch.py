@@ -39,6 +39,8 @@ TRITON = MODE == "triton" or "triton" in sys.modules or (MODE == "auto" and torc
 
 
 def backend(t: torch.Tensor | torch.device) -> Backend:
+    if MODE == "auto" and isinstance(t, torch.Tensor):  # every op asks, every layer: tensor flags, no device object
+        return Backend.TRITON if t.is_cuda else (Backend.CPU if t.is_cpu else Backend.REFERENCE)
     device = t if isinstance(t, torch.device) else t.device
     if MODE == "auto":
         if device.type == "cuda":
