@@ -60,19 +60,20 @@ class FusedLoraBatch:
         m = self.arenas.modules[names]
         if m is None:  # no adapter in any slot targets this module
             return y
-        a = m.a[layer_idx]  # [S, k·R, in]
         for start, end, slot in self.runs:
-            width, slices = self._of(m, slot)
-            if not width:
+            views = m.run_views(layer_idx, slot)
+            if views is None:  # this slot's adapter leaves the module alone
                 continue
-            yr = y[start:end]
-            v = torch.mm(x[start:end], a[slot, :width].t())  # [t, Σr]
-            for lo, hi, off, r, bt in slices:
-                yr[:, lo:hi].addmm_(v[:, off : off + r], bt[layer_idx, slot, :r])
+            at, outs, rows = views
+            whole = start == 0 and end == x.shape[0]
+            xr, yr = (x, y) if whole else (x[start:end], y[start:end])
+            v = torch.mm(xr, at)  # [t, Σr]
+            for (lo, hi, bt), cols in zip(outs, rows, strict=True):
+                yr[:, lo:hi].addmm_(v[:, cols], bt)
         for part in self.parts:
             width, slices = self._of(m, part.slot)
             if width:
-                self._grouped(part, layer_idx, a[:, :width], slices, x, y)
+                self._grouped(part, layer_idx, m.a[layer_idx, :, :width], slices, x, y)
         return y
 
     def _grouped(
