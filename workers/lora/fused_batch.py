@@ -83,6 +83,8 @@ class FusedLoraBatch:
         xs = x.unsqueeze(1) if part.index is None else x.index_select(0, part.index).view(g, p, -1)  # [G, P, in]
         a = a[part.lo : part.hi] if part.slots is None else a.index_select(0, part.slots)  # [G, Σr, in]
         v = torch.bmm(xs, a.transpose(1, 2))  # [G, P, Σr]
+        if part.valid is not None:  # padding rows (and slots without tokens here) add zero
+            v = v * part.valid
         deltas = []
         for _lo, _hi, off, r, bt in slices:
             b = bt[layer_idx, :, :r]  # [S, r, out_i]
@@ -94,8 +96,6 @@ class FusedLoraBatch:
         else:  # a slice in the middle is untargeted (e.g. q and v, not k)
             pieces = [(s[0], s[1], d) for s, d in zip(slices, deltas, strict=True)]
         for lo, hi, d in pieces:
-            if part.valid is not None:
-                d = d * part.valid
             if part.index is None:
                 y[:, lo:hi] += d.view(g * p, hi - lo)
             else:
