@@ -69,7 +69,7 @@ class FusedLoraBatch:
             xr, yr = (x, y) if whole else (x[start:end], y[start:end])
             v = torch.mm(xr, at)  # [t, Σr]
             for (lo, hi, bt), cols in zip(outs, rows, strict=True):
-                yr[:, lo:hi].addmm_(v[:, cols], bt)
+                yr[:, lo:hi].addmm_(v[:, cols], bt)  # bt: B[:, :r]ᵀ [r, out_i]
         for part in self.parts:
             width, slices = self._of(m, part.slot)
             if width:
@@ -86,10 +86,10 @@ class FusedLoraBatch:
         if part.valid is not None:  # padding rows (and slots without tokens here) add zero
             v = v * part.valid
         deltas = []
-        for _lo, _hi, off, r, bt in slices:
-            b = bt[layer_idx, :, :r]  # [S, r, out_i]
+        for _lo, _hi, off, r, b in slices:
+            b = b[layer_idx, :, :, :r]  # [S, out_i, r]
             b = b[part.lo : part.hi] if part.slots is None else b.index_select(0, part.slots)
-            deltas.append(torch.bmm(v[:, :, off : off + r], b))  # [G, P, out_i]
+            deltas.append(torch.bmm(v[:, :, off : off + r], b.transpose(1, 2)))  # [G, P, out_i]
         adjacent = all(slices[i][1] == slices[i + 1][0] for i in range(len(slices) - 1))
         if adjacent:  # one scatter for all slices
             pieces = [(slices[0][0], slices[-1][1], deltas[0] if len(deltas) == 1 else torch.cat(deltas, 2))]
