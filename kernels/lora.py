@@ -48,7 +48,7 @@ class LoraSegments:
         return cls(runs, tiles_t)
 
 
-# -- torch reference (also the CPU path; workers/lora/batch.py has the gathered CPU route) ----------------------
+# -- torch reference (the CPU runs its own fused route instead: workers/lora/fused_batch.py) --------------------------
 
 
 def lora_shrink_reference(x: torch.Tensor, a: torch.Tensor, seg: LoraSegments, ranks: list[int]) -> torch.Tensor:

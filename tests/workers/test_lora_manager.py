@@ -97,20 +97,15 @@ def _want(raw: dict, seqs: list, lens: list[int], x: torch.Tensor, y: torch.Tens
     return want
 
 
-@pytest.mark.parametrize(("route", "lens", "groups"), [
-    ("segments", [2, 1, 3, 1, 2], None),  # per-run matmuls over regrouped segments (the kernels' route)
-    ("gathered", [2, 1, 3, 1, 2], (3, 3)),  # one group per adapter, padded to the longest (3 tokens)
-    ("gathered", [6, 1, 1, 1, 1], (9, 1)),  # padding would triple the work: one group per token (BGMV)
-])  # fmt: skip
-def test_hook_adds_each_tokens_delta(store: Path, route: str, lens: list[int], groups: tuple | None) -> None:
-    m = _manager(store, max_loras=3)
-    m.gathered_route = route == "gathered"
+@pytest.mark.parametrize("fused", [False, True])  # the kernels' segments (torch reference) | the CPU's fused route
+def test_hook_adds_each_tokens_delta(store: Path, fused: bool) -> None:
+    m = LoraManager(CFG, max_loras=3, max_cpu_loras=3, max_lora_rank=8, store=store, fused=fused)
     raw = {uid: LoraAdapter.from_folder(uid, store / uid, CFG, torch.float32) for uid in ("u0", "u1", "u2", "u3")}
     m.prepare(["u2"], [1])  # rank 8 in a slot that u3 (rank 3) takes over: its stale rows must not count
-    seqs = ["u1", None, "u0", "u1", "u3"]  # u1 twice, apart: tokens must be regrouped
+    seqs = ["u1", None, "u0", "u1", "u3"]  # u1 twice, apart: the segments route regroups tokens
+    lens = [2, 1, 3, 1, 2]
     hook = m.prepare(seqs, lens)
     assert hook is not None and "u2" not in m.slot_uids
-    assert (tuple(hook.gather[0].shape) if hook.gather is not None else None) == groups
     x = torch.randn(sum(lens), 16)
     y = torch.randn(sum(lens), 16 + 8 + 8)  # merged q | k | v
     got = hook.add_delta(1, ("q_proj", "k_proj", "v_proj"), x, y.clone())

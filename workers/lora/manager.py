@@ -1,9 +1,10 @@
 """The tiered adapter cache of one worker: device slots (max_loras) <- host memory LRU (max_cpu_loras) <- store.
 
-Device memory per projection is an arena: A [max_loras, max_lora_rank, in], B [max_loras, out, max_lora_rank].
-Bringing an adapter into a slot is one copy per (layer, projection) into its rows; a slot whose adapter a running
-sequence still uses is pinned (never evicted). The scheduler admits at most max_loras distinct adapters among
-running sequences, so the adapters of a step always fit.
+Device memory: on the Triton route (kernels/lora.py) an arena per projection, A [max_loras, max_lora_rank, in] and
+B [max_loras, out, max_lora_rank]; on the torch route (CPU) workers/lora/fused.py's per-module arenas, where a merged
+projection's slices share one A and the scale is folded into it. Bringing an adapter into a slot is a few copies
+per projection into its rows; a slot whose adapter a running sequence still uses is pinned (never evicted). The
+scheduler admits at most max_loras distinct adapters among running sequences, so the adapters of a step always fit.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from kernels._dispatch import use_triton
 from kernels.lora import LoraSegments, SlotParams
 from workers.lora.adapter import AdapterLoadError, LoraAdapter, projection_dims
 from workers.lora.batch import LoraBatch
+from workers.lora.fused import FusedArenas
+from workers.lora.fused_batch import FusedLoraBatch, plan
 from workers.model_config import ModelConfig
 
 _UID_RE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")  # a path component, never a path
@@ -33,7 +36,10 @@ class LoraManager:
     def __init__(
         self, model: ModelConfig, *, max_loras: int, max_cpu_loras: int, max_lora_rank: int = 64,
         store: str | Path | None = None, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+        fused: bool | None = None,
     ) -> None:  # fmt: skip
+        """`fused`: workers/lora/fused.py's slots and hook (default: wherever the Triton kernels don't run); False:
+        the kernels' per-projection arenas and segments (their torch reference off a GPU)."""
         if max_loras < 1 or max_cpu_loras < max_loras:
             raise ValueError("need 1 <= max_loras <= max_cpu_loras")
         self.model = model
@@ -52,9 +58,10 @@ class LoraManager:
         self.num_slot_loads = 0
         self.num_disk_loads = 0
         self.last_slot_load_s = 0.0
-        # Torch route: steps whose adapters average at most this many tokens each use gathered BGMV (batch.py).
-        self.gather_max_run = 8
-        self.gathered_route = not use_triton(torch.empty(0, device=self.device))  # False: kernels' segments
+        if fused is None:
+            fused = not use_triton(torch.empty(0, device=self.device))
+        self._fused = FusedArenas(self.dims, num_layers=model.num_layers, num_slots=max_loras, max_rank=max_lora_rank,
+                                  dtype=dtype, device=self.device) if fused else None  # fmt: skip
 
     # -- host tier ------------------------------------------------------------------------------------------------
 
@@ -122,9 +129,21 @@ class LoraManager:
         self.slot_uids[slot] = None
         for proj in self.dims:
             self._ranks[proj][slot] = 0
+        if self._fused is not None:
+            self._fused.clear(slot)
 
     def _load_slot(self, slot: int, adapter: LoraAdapter) -> None:
         start = time.perf_counter()
+        if self._fused is not None:
+            self._fused.load(slot, adapter)
+        else:
+            self._load_arenas(slot, adapter)
+        self._scales[slot] = adapter.scale
+        self.slot_uids[slot] = adapter.uid
+        self.num_slot_loads += 1
+        self.last_slot_load_s = time.perf_counter() - start
+
+    def _load_arenas(self, slot: int, adapter: LoraAdapter) -> None:
         r = adapter.rank
         for proj in self.dims:
             self._ranks[proj][slot] = r if proj in adapter.targets else 0
@@ -134,10 +153,6 @@ class LoraManager:
             stack_a, stack_b = adapter.stacked[proj]  # [L, r, in], [L, out, r]; zeros where a layer is unchanged
             arena_a[:, slot, :r].copy_(stack_a, non_blocking=True)
             arena_b[:, slot, :, :r].copy_(stack_b, non_blocking=True)
-        self._scales[slot] = adapter.scale
-        self.slot_uids[slot] = adapter.uid
-        self.num_slot_loads += 1
-        self.last_slot_load_s = time.perf_counter() - start
 
     def _assign(self, uids: set[str], pinned: frozenset[str]) -> dict[str, int]:
         if len(uids) > self.max_loras:
@@ -154,34 +169,9 @@ class LoraManager:
             slot_of[uid] = slot
         return slot_of
 
-    def _groups(self, token_slots: list[int], num_adapters: int) -> tuple[torch.Tensor, ...] | None:
-        """Token groups for LoraBatch's gathered route, or None for per-run matmuls: one group per adapter when
-        padding them to the longest costs at most 2x the tokens, else one group per token when adapters average at
-        most gather_max_run tokens."""
-        by_slot: dict[int, list[int]] = {}
-        for t, slot in enumerate(token_slots):
-            if slot >= 0:
-                by_slot.setdefault(slot, []).append(t)
-        num_tokens = sum(map(len, by_slot.values()))
-        width = max(map(len, by_slot.values()))
-        if width * len(by_slot) <= 2 * num_tokens:
-            rows = [ts + [0] * (width - len(ts)) for ts in by_slot.values()]
-            valid = [[1] * len(ts) + [0] * (width - len(ts)) for ts in by_slot.values()]
-            slots = list(by_slot)
-        elif num_tokens <= self.gather_max_run * num_adapters:
-            rows = [[t] for ts in by_slot.values() for t in ts]
-            valid = [[1]] * num_tokens
-            slots = [s for s, ts in by_slot.items() for _ in ts]
-        else:
-            return None
-        dev = self.device
-        return (torch.tensor(rows, dtype=torch.int64, device=dev),
-                torch.tensor(valid, dtype=torch.bool, device=dev).unsqueeze(2),
-                torch.tensor(slots, dtype=torch.int64, device=dev))  # fmt: skip
-
     def prepare(
         self, seq_adapters: list[str | None], num_tokens: list[int], pinned: frozenset[str] = frozenset()
-    ) -> LoraBatch | None:
+    ) -> LoraBatch | FusedLoraBatch | None:
         """The LoRA hook of one step: sequence i contributes num_tokens[i] consecutive tokens with adapter
         seq_adapters[i] (None = base). `pinned` adapters (those of all running sequences, from the scheduled batch)
         keep their slots."""
@@ -195,16 +185,14 @@ class LoraManager:
         token_slots: list[int] = []
         for uid, n in zip(seq_adapters, num_tokens, strict=True):
             token_slots += [slot_of[uid] if uid is not None else -1] * n
+        if self._fused is not None:
+            return plan(self._fused, token_slots)
         params = {
             proj: SlotParams(list(self._ranks[proj]), list(self._scales),
                              torch.tensor(self._ranks[proj], dtype=torch.int32, device=self.device),
                              torch.tensor(self._scales, dtype=torch.float32, device=self.device))
             for proj in self._arenas
         }  # fmt: skip
-        if self.gathered_route and len(uids) > 1:
-            gather = self._groups(token_slots, len(uids))
-            if gather is not None:
-                return LoraBatch(self._arenas, params, LoraSegments([], torch.empty(0, 3)), None, self.dims, gather)
         order: list[int] | None = None
         if not _is_grouped(token_slots):
             # Group tokens by slot (stable): the kernels want each adapter's tokens contiguous.
