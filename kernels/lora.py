@@ -24,6 +24,20 @@ from kernels._dispatch import Backend
 BLOCK_T = 16  # tokens per tile; tl.dot wants every dim >= 16 on sm_90
 
 
+def slot_runs(token_slots: list[int]) -> list[tuple[int, int, int]]:
+    """(start, end, slot) of each run of equal adjacent slots, in token order; -1 (the base model) gets no run."""
+    runs: list[tuple[int, int, int]] = []
+    i, n = 0, len(token_slots)
+    while i < n:
+        j = i + 1
+        while j < n and token_slots[j] == token_slots[i]:
+            j += 1
+        if token_slots[i] >= 0:
+            runs.append((i, j, token_slots[i]))
+        i = j
+    return runs
+
+
 @dataclass(slots=True)
 class LoraSegments:
     """Runs of tokens that share an adapter slot: (start, end, slot), in token order, no run for base tokens."""
@@ -33,16 +47,8 @@ class LoraSegments:
 
     @classmethod
     def from_token_slots(cls, token_slots: list[int], device: torch.device | str = "cpu") -> LoraSegments:
-        """Runs of equal adjacent slots; -1 (the base model) gets no run. Callers group tokens by slot first."""
-        runs: list[tuple[int, int, int]] = []
-        i, n = 0, len(token_slots)
-        while i < n:
-            j = i + 1
-            while j < n and token_slots[j] == token_slots[i]:
-                j += 1
-            if token_slots[i] >= 0:
-                runs.append((i, j, token_slots[i]))
-            i = j
+        """Runs of equal adjacent slots (slot_runs) cut into tiles. Callers group tokens by slot first."""
+        runs = slot_runs(token_slots)
         tiles = [(s, min(s + BLOCK_T, e), slot) for s0, e, slot in runs for s in range(s0, e, BLOCK_T)]
         tiles_t = torch.tensor(tiles, dtype=torch.int32).reshape(-1, 3).to(device)
         return cls(runs, tiles_t)

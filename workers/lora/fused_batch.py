@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kernels.lora import slot_runs
 from workers.lora.fused import FusedArenas, ModuleArena
 
 LONG_RUN = 8  # tokens: a run this long pays for its own matmuls
@@ -102,22 +103,9 @@ class FusedLoraBatch:
                 y[:, lo:hi].index_add_(0, part.index, d.view(g * p, hi - lo))
 
 
-def _runs(token_slots: list[int]) -> list[tuple[int, int, int]]:
-    runs: list[tuple[int, int, int]] = []
-    i, n = 0, len(token_slots)
-    while i < n:
-        j = i + 1
-        while j < n and token_slots[j] == token_slots[i]:
-            j += 1
-        if token_slots[i] >= 0:
-            runs.append((i, j, token_slots[i]))
-        i = j
-    return runs
-
-
 def plan(arenas: FusedArenas, token_slots: list[int]) -> FusedLoraBatch:
     """The hook of one step whose token t runs on slot token_slots[t] (-1: the base model)."""
-    runs = _runs(token_slots)
+    runs = slot_runs(token_slots)
     if len(runs) <= FEW_RUNS:
         return FusedLoraBatch(arenas, runs, [])
     long = [r for r in runs if r[1] - r[0] >= LONG_RUN]
