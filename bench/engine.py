@@ -18,7 +18,6 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +27,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import torch  # noqa: E402
 
 from bench._results import write_section  # noqa: E402
+from bench._timing import Run, pct  # noqa: E402
 from workers.engine.config import EngineConfig  # noqa: E402
 from workers.engine.llm_engine import LLMEngine  # noqa: E402
 from workers.engine.model_runner import DTYPES  # noqa: E402
@@ -36,28 +36,6 @@ from workers.model_config import ModelConfig  # noqa: E402
 from workers.models.llama import LlamaForCausalLM  # noqa: E402
 
 Request = tuple[list[int], int]  # prompt ids, output length
-
-
-@dataclass
-class Run:
-    wall: float = 0.0
-    out_tokens: int = 0
-    ttft: list[float] = field(default_factory=list)
-    itl: list[float] = field(default_factory=list)
-
-    def line(self, name: str) -> str:
-        return (
-            f"{name}: {self.out_tokens / self.wall:8.1f} out tok/s | TTFT p50 {pct(self.ttft, 50) * 1e3:7.0f} ms "
-            f"p99 {pct(self.ttft, 99) * 1e3:7.0f} ms | ITL p50 {pct(self.itl, 50) * 1e3:6.1f} ms "
-            f"p99 {pct(self.itl, 99) * 1e3:6.1f} ms | {self.out_tokens} tokens in {self.wall:.1f} s"
-        )
-
-
-def pct(xs: list[float], q: float) -> float:
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q / 100 * (len(xs) - 1)))]
 
 
 class StandInTokenizer:

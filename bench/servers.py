@@ -16,21 +16,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench._timing import Run, pct
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / ".bench"
 LLAMA_SERVER = BENCH_DIR / "llama.cpp" / "build" / "bin" / "llama-server"
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
-
-
-@dataclass
-class StreamRun:
-    wall: float = 0.0
-    out_tokens: int = 0
-    ttft: list[float] = field(default_factory=list)
-    itl: list[float] = field(default_factory=list)
 
 
 def build_llama_server(jobs: int = 2) -> Path:
@@ -113,7 +106,7 @@ def llama_cmd(gguf: Path, port: int, threads: int, slots: int, ctx_per_slot: int
     return cmd, dict(os.environ)
 
 
-async def _one(client: object, model: str, prompt: list[int], n: int, t0: float, run: StreamRun, cache: bool) -> None:
+async def _one(client: object, model: str, prompt: list[int], n: int, t0: float, run: Run, cache: bool) -> None:
     stream = await client.completions.create(  # type: ignore[attr-defined]
         model=model, prompt=prompt, max_tokens=n, temperature=0, stream=True,
         extra_body={"ignore_eos": True, "cache_prompt": cache},
@@ -131,16 +124,16 @@ async def _one(client: object, model: str, prompt: list[int], n: int, t0: float,
     run.out_tokens += n  # ignore_eos: each request yields exactly max_tokens
 
 
-def stream_workload(base_url: str, model: str, reqs: list[tuple[list[int], int]], cache: bool = True) -> StreamRun:
+def stream_workload(base_url: str, model: str, reqs: list[tuple[list[int], int]], cache: bool = True) -> Run:
     """All requests submitted at once through one AsyncOpenAI client; chunk arrival times give TTFT and ITL."""
     import httpx
     import openai
 
-    async def main() -> StreamRun:
+    async def main() -> Run:
         limits = httpx.Limits(max_connections=len(reqs) + 4, max_keepalive_connections=len(reqs) + 4)
         async with openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=3600,
                                       http_client=httpx.AsyncClient(limits=limits, timeout=3600)) as client:  # fmt: skip
-            run = StreamRun()
+            run = Run()
             t0 = time.perf_counter()
             await asyncio.gather(*(_one(client, model, p, n, t0, run, cache) for p, n in reqs))
             run.wall = time.perf_counter() - t0
@@ -149,12 +142,7 @@ def stream_workload(base_url: str, model: str, reqs: list[tuple[list[int], int]]
     return asyncio.run(main())
 
 
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q / 100 * (len(xs) - 1)))] if xs else float("nan")
-
-
-def _line(name: str, run: StreamRun, weight_bytes: int) -> str:
+def _line(name: str, run: Run, weight_bytes: int) -> str:
     tok_s = run.out_tokens / run.wall
     return (f"{name}: {tok_s:7.1f} out tok/s ({tok_s * weight_bytes / 1e9:5.2f} GB/s of weights) | TTFT p50 "
             f"{pct(run.ttft, 50) * 1e3:7.0f} ms p99 {pct(run.ttft, 99) * 1e3:7.0f} ms | ITL p50 "
@@ -179,7 +167,7 @@ def compare(gguf: Path, work: Workloads, threads: int, fmt: tuple[str, str], our
     llama_bytes = sum(int(t.n_bytes) for t in GGUFReader(str(gguf)).tensors)
     ctx = max(len(p) + n for reqs in work.values() for p, n in reqs) + 64
     model = "smollm2-135m-instruct"
-    results: dict[str, dict[str, StreamRun | float]] = {}
+    results: dict[str, dict[str, Run | float]] = {}
     for side in ("ours", "llama.cpp"):
         port = free_port()
         url = f"http://127.0.0.1:{port}/v1"
@@ -189,7 +177,7 @@ def compare(gguf: Path, work: Workloads, threads: int, fmt: tuple[str, str], our
         else:
             cmd, env = llama_cmd(gguf, port, threads, slots=8, ctx_per_slot=ctx)
             health, wbytes = f"http://127.0.0.1:{port}/health", llama_bytes
-        res: dict[str, StreamRun | float] = {}
+        res: dict[str, Run | float] = {}
         with serve(cmd, health, env, log_dir / f"{side}.log"):
             stream_workload(url, model, [(list(range(100, 116)), 4)])  # warm-up
             res["single"] = _single(url, model, single_n)

@@ -22,7 +22,8 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import torch  # noqa: E402
 
 from bench._results import write_section  # noqa: E402
-from bench.engine import Run, pct, workload  # noqa: E402
+from bench._timing import Run, pct  # noqa: E402
+from bench.engine import workload  # noqa: E402
 from workers.engine.config import EngineConfig  # noqa: E402
 from workers.engine.llm_engine import LLMEngine  # noqa: E402
 from workers.engine.sampling_params import SamplingParams  # noqa: E402
