@@ -98,12 +98,12 @@ def apply_rotary_reference(q: torch.Tensor, k: torch.Tensor, positions: torch.Te
 # -- CPU ---------------------------------------------------------------------------------------------------------
 
 
-def _cpu_tables(positions: torch.Tensor, cos_sin: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _cpu_tables(positions: torch.Tensor, cos_sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # -> cos [T, 1, D] = (cos | cos) and sin [T, 1, D] = (-sin | sin), so x' = x * cos + swap_halves(x) * sin
     half = cos_sin.shape[1] // 2
     cs = cos_sin[positions.long()]
     cos, sin = cs[:, :half], cs[:, half:]
-    return torch.cat([cos, cos], -1)[:, None].to(dtype), torch.cat([-sin, sin], -1)[:, None].to(dtype)
+    return torch.cat([cos, cos], -1)[:, None].float(), torch.cat([-sin, sin], -1)[:, None].float()
 
 
 def _joined(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor | None:
@@ -122,7 +122,7 @@ def apply_rotary_cpu(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, 
     # in place, as the reference; the cos/sin rows of the step's positions are gathered once for all layers and
     # q and k of a fused projection are rotated as one tensor. fp32 arithmetic; 16-bit tensors round once at the end.
     half = q.shape[-1] // 2
-    cos, sin = memo("rotary", (positions, cos_sin), half, lambda: _cpu_tables(positions, cos_sin, torch.float32))
+    cos, sin = memo("rotary", (positions, cos_sin), half, lambda: _cpu_tables(positions, cos_sin))
     joined = _joined(q, k)
     for t in (joined,) if joined is not None else (q, k):
         x = t if t.dtype == torch.float32 else t.float()

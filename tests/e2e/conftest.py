@@ -81,7 +81,12 @@ def start_worker(model: Path, *extra_args: str, region: str = E2E_REGION, adapte
             "--num-kv-blocks", str(num_kv_blocks), "--log-level", "warning"]
     if adapter_store is not None:
         args += ["--adapter-store", str(adapter_store)]
-    proc = subprocess.Popen([*args, *extra_args], cwd=REPO_ROOT, env=full_env)
+    return _spawn_worker([*args, *extra_args], full_env, port, worker_id, region)
+
+
+def _spawn_worker(cmd: list[str], env: dict[str, str], port: int, worker_id: str, region: str) -> Worker:
+    # started, healthy and registered, or stopped and unregistered again
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=WORKER_START_S)
     except BaseException:
@@ -300,16 +305,10 @@ def start_embedding_worker(*extra_args: str, region: str = E2E_REGION) -> Worker
     port = free_port()
     worker_id = f"e2e-emb-{port}"
     env = {**os.environ, "HEARTH_WORKER_SECRET": "", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "workers.embeddings", "--host", "127.0.0.1", "--port", str(port),
-                             "--worker-id", worker_id, "--redis-url", os.environ["REDIS_URL"], "--region", region,
-                             "--threads", "1", "--log-level", "warning", *extra_args], cwd=REPO_ROOT, env=env)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=WORKER_START_S)
-    except BaseException:
-        stop_process(proc)
-        unregister(os.environ["REDIS_URL"], worker_id)
-        raise
-    return Worker(f"http://127.0.0.1:{port}", worker_id, region, proc)
+    cmd = [sys.executable, "-m", "workers.embeddings", "--host", "127.0.0.1", "--port", str(port),
+           "--worker-id", worker_id, "--redis-url", os.environ["REDIS_URL"], "--region", region,
+           "--threads", "1", "--log-level", "warning", *extra_args]  # fmt: skip
+    return _spawn_worker(cmd, env, port, worker_id, region)
 
 
 @pytest.fixture(scope="module")
